@@ -1,0 +1,151 @@
+"""The backend protocol: every op the DGM layers and the inference engine call.
+
+Implementors define the ops below with numpy's argument order and semantics. Arrays are
+batched NCHW (conv/pool ops) or NF (dense ops). Ops that are not one-liners over ``xp`` are
+written once here in terms of the primitive ones, so the numpy reference and torch share them.
+
+Linear ops come in exact adjoint pairs: for every ``op`` with adjoint ``op_adjoint``,
+``<op(u), v> == <u, op_adjoint(v)>`` (tested for every stride/padding combination).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+Array = Any
+
+
+class Backend:
+    """Base class; subclasses set ``name`` and ``xp`` and implement the framework-specific ops."""
+
+    name: str = "abstract"
+    xp: Any = None
+
+    # -- framework-specific primitives -------------------------------------------------------
+    def is_array(self, x: object) -> bool:
+        raise NotImplementedError
+
+    def asarray(self, data: Any, like: Array) -> Array:
+        """``data`` converted to the dtype and device of ``like``."""
+        raise NotImplementedError
+
+    def zeros(self, shape: Sequence[int], like: Array) -> Array:
+        raise NotImplementedError
+
+    def conv2d(self, x: Array, w: Array, stride: int, padding: int) -> Array:
+        """Cross-correlation, x (N,C,H,W), w (O,C,k,k) -> (N,O,H',W'); no bias."""
+        raise NotImplementedError
+
+    def conv2d_adjoint(self, g: Array, w: Array, stride: int, padding: int,
+                       in_hw: tuple[int, int]) -> Array:
+        """Exact adjoint of ``conv2d`` for an input of spatial size ``in_hw``."""
+        raise NotImplementedError
+
+    def argmax(self, x: Array, axis: int) -> Array:
+        raise NotImplementedError
+
+    def argmin(self, x: Array, axis: int) -> Array:
+        raise NotImplementedError
+
+    def take_along_axis(self, x: Array, idx: Array, axis: int) -> Array:
+        raise NotImplementedError
+
+    def one_hot(self, idx: Array, n: int, like: Array) -> Array:
+        """Float one-hot of integer ``idx`` with a new last axis of size n, dtype of ``like``."""
+        raise NotImplementedError
+
+    def to_float(self, x: Array, like: Array) -> Array:
+        raise NotImplementedError
+
+    def stop_gradient(self, x: Array) -> Array:
+        return x
+
+    def logsumexp(self, x: Array, axis: int) -> Array:
+        raise NotImplementedError
+
+    def where(self, cond: Array, a: Array, b: Array) -> Array:
+        return self.xp.where(cond, a, b)
+
+    def rng(self, seed: int, like: Array) -> Any:
+        """An explicit random generator object (never global state)."""
+        raise NotImplementedError
+
+    def normal(self, rng: Any, shape: Sequence[int], like: Array) -> Array:
+        raise NotImplementedError
+
+    def uniform(self, rng: Any, shape: Sequence[int], like: Array) -> Array:
+        raise NotImplementedError
+
+    def describe(self, x: Array) -> str:
+        """Type, dtype and device of ``x`` for error messages."""
+        return f"{type(x).__name__}[{x.dtype}]"
+
+    # -- shared ops, written once -------------------------------------------------------------
+    def dense(self, x: Array, w: Array) -> Array:
+        """x (N,I), w (O,I) -> x Wᵀ (N,O)."""
+        return x @ w.T
+
+    def dense_adjoint(self, g: Array, w: Array) -> Array:
+        """Adjoint of ``dense``: g (N,O) -> g W (N,I)."""
+        return g @ w
+
+    def windows(self, x: Array, k: int) -> Array:
+        """Non-overlapping k×k windows: (N,C,H,W) -> (N,C,H/k,W/k,k*k), row-major in-window order."""
+        n, c, h, w = x.shape
+        if h % k or w % k:
+            raise ValueError(f"pool size {k} does not divide the feature map {h}x{w}")
+        v = x.reshape(n, c, h // k, k, w // k, k)
+        return self.xp_permute(v, (0, 1, 2, 4, 3, 5)).reshape(n, c, h // k, w // k, k * k)
+
+    def unwindows(self, v: Array, k: int) -> Array:
+        """Inverse of ``windows`` (it is a permutation, so also its adjoint)."""
+        n, c, hp, wp, _ = v.shape
+        v = v.reshape(n, c, hp, wp, k, k)
+        return self.xp_permute(v, (0, 1, 2, 4, 3, 5)).reshape(n, c, hp * k, wp * k)
+
+    def xp_permute(self, x: Array, axes: tuple[int, ...]) -> Array:
+        return self.xp.transpose(x, axes)
+
+    def select(self, v: Array, t: Array) -> Array:
+        """P_t: pick entry t of each window. v (...,k*k), t (...) int -> (...)."""
+        return self.take_along_axis(v, t[..., None], -1)[..., 0]
+
+    def place(self, g: Array, t: Array, kk: int) -> Array:
+        """U_t = P_tᵀ: put g at in-window position t, zeros elsewhere -> (...,k*k)."""
+        return self.one_hot(t, kk, g) * g[..., None]
+
+    def avg_pool(self, x: Array, k: int) -> Array:
+        return self.windows(x, k).mean(-1)
+
+    def avg_pool_adjoint(self, g: Array, k: int) -> Array:
+        """Adjoint of the k×k window mean: copy each value to its window, divided by k²."""
+        return self.upsample_nearest(g, k) / (k * k)
+
+    def upsample_nearest(self, g: Array, k: int) -> Array:
+        """Nearest-neighbour upsampling by k (CNN-F's WRN head feedback: k² × the adjoint)."""
+        return self.unwindows(self.xp_repeat_last(g[..., None], k * k), k)
+
+    def xp_repeat_last(self, x: Array, n: int) -> Array:
+        return x * self.xp.ones(n, dtype=x.dtype)
+
+    def softplus(self, u: Array) -> Array:
+        """Stable log(1 + e^u) = max(u, 0) + log1p(exp(-|u|)) (dgm-math §4.6)."""
+        xp = self.xp
+        return xp.maximum(u, 0 * u) + xp.log1p(xp.exp(-xp.abs(u)))
+
+    def log_softmax(self, x: Array, axis: int = -1) -> Array:
+        return x - self.logsumexp(x, axis)[..., None] if axis in (-1, x.ndim - 1) else \
+            x - self.xp.expand_dims(self.logsumexp(x, axis), axis)
+
+    def channel_rms(self, x: Array, eps: float = 1e-8) -> Array:
+        """Per-sample, per-channel root-mean-square over spatial axes, shape (N,C,1,1) or (N,C)."""
+        if x.ndim == 2:
+            return self.xp.sqrt(x * x + eps)
+        return self.xp.sqrt((x * x).mean(axis=(2, 3), keepdims=True) + eps)
+
+    def batch_dot(self, a: Array, b: Array) -> Array:
+        """Per-example inner product: sum over all axes but the first -> (N,)."""
+        return (a * b).reshape(a.shape[0], -1).sum(-1)
+
+    def log_2pi(self) -> float:
+        return math.log(2 * math.pi)

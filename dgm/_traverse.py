@@ -1,0 +1,125 @@
+"""Walking a layer sequence bottom-up (gated forward) and top-down (rendering = exact adjoint).
+
+Both walks call a *hooks* object at the latent sites, so every use of the model — the plain
+CNN pass, fixed-latent evaluation, the engine's block updates, ancestral sampling — shares one
+traversal. Hooks implement:
+
+* ``switch(path, layer, a) -> out``: forward at a Switch with pre-activation ``a = x + b``;
+* ``pool(path, layer, win) -> out``: forward at a MaxPool, ``win`` = (N,C,H',W',k²) windows;
+* ``switch_render(path, layer, g) -> out``: rendering arriving at a Switch (this is ``ĝ_ℓ``);
+* ``pool_render(path, layer, g) -> t``: pooled rendering ``g_ℓ`` arriving at a MaxPool;
+* ``norm(path, x, direction)``: a Norm layer, ``direction`` in {"forward", "render"}.
+
+Paths name sites: ``"3"`` is layer 3, ``"5.body.2"`` is layer 2 of the body of residual block 5.
+Parameters live in a flat dict under ``"{prefix}{path}.{name}"`` (e.g. ``"layers.3.weight"``).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+from .layers import Layer, Linear, MaxPool, Norm, Residual, Shape, Switch
+
+
+def iter_layers(layers: Sequence[Layer], prefix: str = "") -> Iterator[tuple[str, Layer]]:
+    """All leaf layers with their paths, in forward (topological) order."""
+    for i, layer in enumerate(layers):
+        path = f"{prefix}{i}"
+        if isinstance(layer, Residual):
+            yield from iter_layers(layer.preact, f"{path}.preact.")
+            yield from iter_layers(layer.body, f"{path}.body.")
+            if layer.projection is not None:
+                yield f"{path}.projection", layer.projection
+        else:
+            yield path, layer
+
+
+def infer_shapes(layers: Sequence[Layer], in_shape: Shape, prefix: str = "",
+                 out: dict | None = None) -> tuple[dict[str, Shape], Shape]:
+    """Per-example input shape of every leaf (path → shape) and the output shape."""
+    shapes = {} if out is None else out
+    shape = tuple(in_shape)
+    for i, layer in enumerate(layers):
+        path = f"{prefix}{i}"
+        if isinstance(layer, Residual):
+            _, a_shape = infer_shapes(layer.preact, shape, f"{path}.preact.", shapes)
+            _, body_shape = infer_shapes(layer.body, a_shape, f"{path}.body.", shapes)
+            if layer.projection is not None:
+                shapes[f"{path}.projection"] = a_shape
+                sc_shape = layer.projection.out_shape(a_shape)
+            else:
+                sc_shape = shape
+            if tuple(sc_shape) != tuple(body_shape):
+                from backends import DGMError
+                raise DGMError(f"residual block {path}: body gives {body_shape} but the shortcut "
+                               f"gives {sc_shape}; add a projection Conv2d")
+            shape = tuple(body_shape)
+        else:
+            shapes[path] = shape
+            shape = tuple(layer.out_shape(shape))
+    return shapes, shape
+
+
+def channel_view(b, ndim: int):
+    """Broadcast a per-channel vector (C,) against (N,C,...) of ``ndim`` dims."""
+    return b.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def forward(ops, layers: Sequence[Layer], params: dict, x, hooks: Any, prefix: str,
+            path_prefix: str = ""):
+    """Bottom-up pass: ``x`` (N, *in_shape) → output, calling ``hooks`` at the sites."""
+    for i, layer in enumerate(layers):
+        path = f"{path_prefix}{i}"
+        if isinstance(layer, Linear):
+            x = layer.apply(ops, _sub(params, prefix, path, layer), x)
+        elif isinstance(layer, Switch):
+            x = hooks.switch(path, layer, x + channel_view(params[f"{prefix}{path}.bias"], x.ndim))
+        elif isinstance(layer, MaxPool):
+            x = hooks.pool(path, layer, ops.windows(x, layer.kernel_size))
+        elif isinstance(layer, Norm):
+            x = hooks.norm(path, x, "forward")
+        elif isinstance(layer, Residual):
+            a = forward(ops, layer.preact, params, x, hooks, prefix, f"{path}.preact.")
+            out = forward(ops, layer.body, params, a, hooks, prefix, f"{path}.body.")
+            if layer.projection is None:
+                x = out + x
+            else:
+                x = out + layer.projection.apply(
+                    ops, _sub(params, prefix, f"{path}.projection", layer.projection), a)
+        else:
+            raise TypeError(f"unknown layer type {type(layer).__name__} at {path}")
+    return x
+
+
+def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: str,
+           shapes: dict[str, Shape], path_prefix: str = ""):
+    """Top-down pass = exact adjoint of ``forward`` with the hooks' gates: ``g`` → level below."""
+    for i in reversed(range(len(layers))):
+        layer, path = layers[i], f"{path_prefix}{i}"
+        if isinstance(layer, Linear):
+            g = layer.adjoint(ops, _sub(params, prefix, path, layer), g, shapes[path])
+        elif isinstance(layer, Switch):
+            g = hooks.switch_render(path, layer, g)
+        elif isinstance(layer, MaxPool):
+            k = layer.kernel_size
+            t = hooks.pool_render(path, layer, g)
+            g = ops.unwindows(ops.place(g, t, k * k), k)
+        elif isinstance(layer, Norm):
+            g = hooks.norm(path, g, "render")
+        elif isinstance(layer, Residual):
+            g_a = render(ops, layer.body, params, g, hooks, prefix, shapes, f"{path}.body.")
+            if layer.projection is not None:
+                pp = f"{path}.projection"
+                g_a = g_a + layer.projection.adjoint(
+                    ops, _sub(params, prefix, pp, layer.projection), g, shapes[pp])
+            g_x = render(ops, layer.preact, params, g_a, hooks, prefix, shapes, f"{path}.preact.")
+            g = g_x + g if layer.projection is None else g_x
+        else:
+            raise TypeError(f"unknown layer type {type(layer).__name__} at {path}")
+    return g
+
+
+def _sub(params: dict, prefix: str, path: str, layer: Layer) -> dict:
+    if isinstance(layer, (Linear,)) and not hasattr(layer, "in_channels") \
+            and not hasattr(layer, "in_features"):
+        return {}
+    return {"weight": params[f"{prefix}{path}.weight"]}

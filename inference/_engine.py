@@ -1,0 +1,238 @@
+"""Alternating MAP over (y, h, z, t) (dgm-math §4.2–4.4): one cycle is
+render → S_h → S_1 … S_L → S_y, repeated for ``cycles`` or until a fixed point.
+
+With exact options every single step is the maximiser of J_G over its block, so J never
+decreases (Theorem §4.3(a)); with the keep-current tie rule a fixed point is reached in finitely
+many cycles (§4.3(c)). The CNN-F heuristics are options (``Options.original()``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from backends import DGMError, get_backend
+from dgm import DGM, State
+from dgm._hooks import NormPolicy
+from dgm import _traverse as T
+
+from . import _blocks as B
+from ._options import Options
+from ._sweep import Sweep
+from ._trajectory import Result, Step, Trajectory
+
+RECORD = ("none", "cycle", "step")
+
+
+def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5,
+                    until_fixed_point: bool = False, options: Options | None = None,
+                    record: str = "cycle", observed: str = "input",
+                    initial_state: State | None = None) -> Result:
+    """Run the alternating-MAP engine on a batch.
+
+    Args:
+        model, params: the DGM and its parameters (any backend; autograd flows on torch).
+        x: input batch (N, *model.input_shape), or x̃ (N, *model.level0_shape) when
+            ``observed="level0"``.
+        cycles: number of cycles; with ``until_fixed_point`` the maximum number.
+        options: exact by default; ``Options.original()`` for CNN-F's heuristics.
+        record: "none", "cycle" (objective after every cycle) or "step" (after every single step).
+        initial_state: start here instead of at the plain CNN state (its logits are recomputed).
+    Returns:
+        ``Result`` with the final state, the logits of every pass, states and trajectory.
+    Example:
+        >>> res = alternating_map(model, params, x, cycles=5, record="step")
+        >>> res.trajectory.objectives()   # non-decreasing per example with exact options
+    """
+    options = Options() if options is None else options
+    if not isinstance(options, Options):
+        raise TypeError(f"options must be inference.Options, got {type(options).__name__}")
+    if record not in RECORD:
+        raise DGMError(f"record must be one of {RECORD}, got {record!r}")
+    if int(cycles) != cycles or cycles < 0:
+        raise DGMError(f"cycles must be a non-negative integer, got {cycles}")
+    if observed not in ("input", "level0"):
+        raise DGMError(f"observed must be 'input' or 'level0', got {observed!r}")
+    x_obs = model.encode(params, x) if observed == "input" else x
+    ops = get_backend(x_obs)
+    if initial_state is None:
+        state, logits = model.plain_state(params, x_obs)
+    else:
+        model.check_state(initial_state, params["head.weight"])
+        state = initial_state
+        logits = model.logits(params, state)
+    if options.feedback == "softmax" and state.q is None:
+        state = State(h=state.h, y=state.y, z=state.z, t=state.t,
+                      q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales)
+    engine = _Engine(model, params, x_obs, options, record, ops)
+    engine.record(0, "init", state)
+    all_logits, states = [logits], [state]
+    converged = ops.xp.zeros(state.batch_size, dtype=bool) if ops.name == "numpy" else \
+        ops.xp.zeros(state.batch_size, dtype=ops.xp.bool, device=x_obs.device)
+    n = 0
+    for n in range(1, cycles + 1):
+        new_state, logits = engine.cycle(n, state, all_logits[-1])
+        all_logits.append(logits)
+        if record != "none":
+            states.append(new_state)
+        converged = _same_state(ops, state, new_state)
+        state = new_state
+        if until_fixed_point and bool(converged.all()):
+            break
+    return Result(state=state, logits=all_logits, states=states, trajectory=engine.trajectory,
+                  cycles=n if cycles else 0, converged=converged)
+
+
+class _Engine:
+    def __init__(self, model: DGM, params, x_obs, options: Options, record: str, ops):
+        self.model, self.params, self.x_obs, self.options = model, params, x_obs, options
+        self.record_mode, self.ops = record, ops
+        self.trajectory = Trajectory()
+        t2, s2 = model.tau2, model.sigma2
+        self.lam = 1.0 if math.isinf(t2) else t2 / (s2 + t2)
+
+    # -- recording ------------------------------------------------------------------------------
+    def objective(self, state: State):
+        return self.model.objective(self.params, self.x_obs, state)
+
+    def record(self, cycle: int, name: str, state: State, force: bool = False) -> None:
+        if self.record_mode == "step" or (force and self.record_mode == "cycle") or \
+                (name == "init" and self.record_mode != "none"):
+            self.trajectory.add(Step(cycle, name, self.objective(state), state.y, state))
+
+    # -- one cycle -------------------------------------------------------------------------------
+    def top(self, state: State, prev_logits):
+        fb = self.options.feedback
+        if fb == "onehot":
+            return self.model.top_vector(self.params, state.y)
+        return self.model.top_vector(self.params, q=state.q if fb == "softmax" else prev_logits)
+
+    def cycle(self, n: int, state: State, prev_logits):
+        model, params, ops, opt = self.model, self.params, self.ops, self.options
+        g0, rendered = model.render(params, state, self.top(state, prev_logits))
+        g0_exact, exact_render = g0, None
+        if opt.guard and opt.feedback == "logits":  # the exact steps' own (one-hot) rendering
+            g0_exact, exact_render = model.render(params, state)
+        state = self.h_step(n, state, g0, g0_exact)
+        sweep = Sweep(ops, model, state.z, state.t, rendered.ghat, rendered.gpool, opt,
+                      model.norm_policy(ops, state), self._on_step(n, state, exact_render))
+        u = T.forward(ops, model.layers, params, state.h / model.sigma2, sweep, "layers.")
+        logits = model.head(params, u)
+        state = state.replace(z=sweep.z, t=sweep.t)
+        state = self.y_step(n, state, logits)
+        if self.record_mode == "cycle":
+            self.record(n, "cycle", state, force=True)
+        return state, logits
+
+    def h_step(self, n: int, state: State, g0, g0_exact) -> State:
+        """S_h (§3.4): exact h* = x̃ + λ(g_0 − x̃); damped toward h*; or CNN-F's h + η(g_0 − h).
+
+        ``g0_exact`` is the rendering of the exact feedback (differs from ``g0`` only for
+        logit feedback); the guard falls back to its exact target."""
+        opt, h = self.options, state.h
+        target = self.x_obs + self.lam * (g0 - self.x_obs)
+        if opt.h_update == "exact":
+            new = target
+        elif opt.h_update == "damped":
+            new = h + opt.eta * (target - h)
+        else:
+            new = h + opt.eta * (g0 - h)
+        if opt.guard and not opt.is_exact:
+            exact = self.x_obs + self.lam * (g0_exact - self.x_obs)
+            new = self._guarded(state, state.replace(h=new), state.replace(h=exact))
+        else:
+            new = state.replace(h=new)
+        self.record(n, "h", new)
+        return new
+
+    def y_step(self, n: int, state: State, logits) -> State:
+        """S_y (§3.3): hard arg-max (keep-current ties) or q = softmax(s) for soft feedback."""
+        ops, keep = self.ops, self.options.ties == "keep"
+        y = B.y_step(ops, logits, state.y, keep)
+        q = ops.xp.exp(ops.log_softmax(logits, -1)) if self.options.feedback == "softmax" else None
+        new = State(h=state.h, y=y, z=state.z, t=state.t, q=q, norm_scales=state.norm_scales)
+        self.record(n, "y", new)
+        return new
+
+    def _on_step(self, n: int, state: State, exact_render):
+        opt = self.options
+        guard = opt.guard and not opt.is_exact
+        if self.record_mode != "step" and not guard:
+            return None
+
+        def on_step(name, sites, z, t):
+            current = state.replace(z=dict(z), t=dict(t))
+            if guard:
+                current = self._guard_sites(state, current, sites, exact_render, z, t)
+                z, t = dict(current.z), dict(current.t)
+            self.record(n, name, current)
+            return (z, t) if guard else None
+
+        return on_step
+
+    def _guard_sites(self, old_full: State, proposal: State, sites, exact_render, z, t) -> State:
+        """Accept the heuristic update of ``sites`` per example only if J does not decrease;
+        otherwise use the exact block step for those sites (computed from the same a)."""
+        # the state before this site's update: the proposal with the old values at ``sites``
+        before_z = {k: (old_full.z[k] if k in sites else v) for k, v in proposal.z.items()}
+        before_t = {k: (old_full.t[k] if k in sites else v) for k, v in proposal.t.items()}
+        before = proposal.replace(z=before_z, t=before_t)
+        exact = self._exact_site_update(before, sites, exact_render)
+        return self._guarded(before, proposal, exact)
+
+    def _exact_site_update(self, before: State, sites, exact_render) -> State:
+        """Exact block step at ``sites`` from ``before`` (fresh pre-activations via a forward)."""
+        model, ops = self.model, self.ops
+        render = exact_render or self.model.render(self.params, before)[1]
+        exact_opt = Options(block=self.options.block)
+        probe = Sweep(ops, model, before.z, before.t, render.ghat, render.gpool, exact_opt,
+                      model.norm_policy(ops, before))
+        frozen = _FrozenExcept(probe, set(sites), before)
+        T.forward(ops, model.layers, self.params, before.h / model.sigma2, frozen, "layers.")
+        return before.replace(z=frozen.z, t=frozen.t)
+
+    def _guarded(self, old: State, proposal: State, fallback: State) -> State:
+        """Per example: ``proposal`` where J(proposal) ≥ J(old), else ``fallback``."""
+        ops = self.ops
+        ok = self.objective(proposal) >= self.objective(old)
+        pick = lambda a, b: ops.where(ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+        return old.replace(h=pick(proposal.h, fallback.h),
+                           z={k: pick(proposal.z[k], fallback.z[k]) for k in proposal.z},
+                           t={k: pick(proposal.t[k], fallback.t[k]) for k in proposal.t})
+
+
+class _FrozenExcept:
+    """Forward hooks that keep every latent of ``state`` except at ``sites``, where the exact
+    block step of ``sweep`` is applied (used by the guard to compute the exact fallback)."""
+
+    def __init__(self, sweep: Sweep, sites: set, state: State):
+        self.sweep, self.sites, self.norm = sweep, sites, sweep.norm
+        self.z, self.t = dict(state.z), dict(state.t)
+        from dgm._hooks import FixedLatents
+        self.fixed = FixedLatents(sweep.ops, self.z, self.t, sweep.norm)
+
+    def switch(self, path, layer, a):
+        if path in self.sites:
+            out = self.sweep.switch(path, layer, a)
+            self.z[path] = self.sweep.z[path]
+            for pool in self.sweep.joint_done:
+                self.t[pool] = self.sweep.t[pool]
+            return out
+        return self.fixed.switch(path, layer, a)
+
+    def pool(self, path, layer, win):
+        if path in self.sites and path not in self.sweep.joint_done:
+            out = self.sweep.pool(path, layer, win)
+            self.t[path] = self.sweep.t[path]
+            return out
+        return self.fixed.pool(path, layer, win)
+
+
+def _same_state(ops, a: State, b: State):
+    """Per-example: is ``b`` identical to ``a`` (h, y, z, t)? (fixed-point test)."""
+    n = a.batch_size
+    same = (a.y == b.y) & (a.h == b.h).reshape(n, -1).all(-1)
+    for k in a.z:
+        same = same & (a.z[k] == b.z[k]).reshape(n, -1).all(-1)
+    for k in a.t:
+        same = same & (a.t[k] == b.t[k]).reshape(n, -1).all(-1)
+    return same

@@ -1,0 +1,56 @@
+"""The forward sweep S_1 … S_L of one cycle (dgm-math §3.5): a bottom-up pass in which every
+Switch/MaxPool performs its block update with the feedback rendered at the start of the cycle.
+
+Gauss–Seidel: when site ℓ is updated, ``a_ℓ`` already uses the new lower gates and the stored
+``ĝ_ℓ`` comes from the (not yet updated) upper gates, so each update is an exact block step.
+``on_step(name, z, t)`` is called after every site update (trajectory recording) and may return
+per-example replacement latents (the guard).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from dgm._hooks import NormPolicy, gate_values
+
+from . import _blocks as B
+from ._options import Options
+
+
+class Sweep:
+    def __init__(self, ops, model, z: dict, t: dict, ghat: dict, gpool: dict, options: Options,
+                 norm: NormPolicy, on_step: Callable | None = None):
+        self.ops, self.model, self.options, self.norm = ops, model, options, norm
+        self.z, self.t = dict(z), dict(t)
+        self.ghat, self.gpool = ghat, gpool
+        self.on_step = on_step
+        self.joint_done: set[str] = set()
+        self.keep = options.ties == "keep"
+
+    def switch(self, path, layer, a):
+        opt, ops = self.options, self.ops
+        ghat = self.ghat[path]
+        gating = a + opt.blend * (ghat - a) if opt.blend else a
+        pool = self.model.pool_partner.get(path) if opt.block == "joint" else None
+        if pool is not None:
+            k = self.model.site_layer[pool].kernel_size
+            self.z[path], self.t[pool] = B.joint_step(ops, gating, self.gpool[pool], self.z[path],
+                                                      self.t[pool], k, self.keep)
+            self.joint_done.add(pool)
+            self._step(path, (path, pool))
+        else:
+            self.z[path] = B.z_step(ops, gating, ghat, self.z[path], self.keep)
+            self._step(path, (path,))
+        out = a if (opt.guard or not opt.blend) else gating
+        return out * gate_values(ops, self.z[path], a, layer.leak)
+
+    def pool(self, path, layer, win):
+        if path not in self.joint_done:
+            self.t[path] = B.t_step(self.ops, win, self.gpool[path], self.t[path], self.keep)
+            self._step(path, (path,))
+        return self.ops.select(win, self.t[path])
+
+    def _step(self, name: str, sites: tuple[str, ...]) -> None:
+        if self.on_step is not None:
+            replaced = self.on_step(name, sites, self.z, self.t)
+            if replaced is not None:
+                self.z, self.t = replaced
