@@ -65,13 +65,14 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
                       q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales)
     engine = _Engine(model, params, x_obs, options, record, ops)
     engine.record(0, "init", state)
-    all_logits, states = [logits], [state]
+    all_logits, states, renderings = [logits], [state], []
     converged = ops.xp.zeros(state.batch_size, dtype=bool) if ops.name == "numpy" else \
         ops.xp.zeros(state.batch_size, dtype=ops.xp.bool, device=x_obs.device)
     n = 0
     for n in range(1, cycles + 1):
-        new_state, logits = engine.cycle(n, state, all_logits[-1])
+        new_state, logits, g0 = engine.cycle(n, state, all_logits[-1])
         all_logits.append(logits)
+        renderings.append(g0)
         if record != "none":
             states.append(new_state)
         converged = _same_state(ops, state, new_state)
@@ -79,7 +80,8 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
         if until_fixed_point and bool(converged.all()):
             break
     return Result(state=state, logits=all_logits, states=states, trajectory=engine.trajectory,
-                  cycles=n if cycles else 0, converged=converged)
+                  cycles=n if cycles else 0, converged=converged, renderings=renderings,
+                  x_obs=x_obs)
 
 
 class _Engine:
@@ -121,7 +123,7 @@ class _Engine:
         state = self.y_step(n, state, logits)
         if self.record_mode == "cycle":
             self.record(n, "cycle", state, force=True)
-        return state, logits
+        return state, logits, g0
 
     def h_step(self, n: int, state: State, g0, g0_exact) -> State:
         """S_h (§3.4): exact h* = x̃ + λ(g_0 − x̃); damped toward h*; or CNN-F's h + η(g_0 − h).

@@ -44,6 +44,8 @@ class Result:
         states: the state after every cycle (index 0: initial), when recording.
         trajectory: per-step objectives/states (``record="step"``) or per-cycle.
         cycles: number of cycles run; converged: per-example fixed point reached (bool (N,)).
+        renderings: the rendering g_0 that started each cycle (the feedback reconstruction).
+        x_obs: x̃, the observation at level 0 (encoder output).
     """
     state: State
     logits: list
@@ -51,6 +53,8 @@ class Result:
     trajectory: Trajectory
     cycles: int
     converged: Any
+    renderings: list = field(default_factory=list)
+    x_obs: Any = None
 
     @property
     def predictions(self) -> list:

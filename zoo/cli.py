@@ -1,0 +1,52 @@
+"""The ``dgm`` command line: argparse subcommands, each in its own module under ``zoo.commands``.
+
+A command module defines ``add_parser(subparsers)`` (registering its options and setting
+``func``) and is listed in ``COMMANDS``; modules are imported only when listed, so a missing
+optional dependency of one command never breaks the others.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMANDS = ("train", "eval", "demo", "diagnose", "bench", "zoo")
+
+
+def _keep_freed_memory() -> None:
+    """Large training steps lose seconds to glibc returning freed memory to the OS and faulting
+    it back (issue 7); keep it unless the user chose otherwise. Must be set before allocation,
+    so the CLI re-executes itself once with the variables set."""
+    wanted = {"MALLOC_TRIM_THRESHOLD_": "-1", "MALLOC_MMAP_THRESHOLD_": "1073741824"}
+    if os.environ.get("DGM_KEEP_MALLOC", "1") == "0" or all(k in os.environ for k in wanted):
+        return
+    env = dict(os.environ)
+    for k, v in wanted.items():
+        env.setdefault(k, v)
+    os.execve(sys.executable, [sys.executable, "-m", "zoo.cli"] + sys.argv[1:], env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dgm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"zoo.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"zoo.commands.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        _keep_freed_memory()
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

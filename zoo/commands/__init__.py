@@ -1,0 +1,1 @@
+"""Subcommands of the ``dgm`` CLI (one module each; see ``zoo.cli``)."""
