@@ -118,8 +118,6 @@ def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: st
     return g
 
 
-def _sub(params: dict, prefix: str, path: str, layer: Layer) -> dict:
-    if isinstance(layer, (Linear,)) and not hasattr(layer, "in_channels") \
-            and not hasattr(layer, "in_features"):
-        return {}
-    return {"weight": params[f"{prefix}{path}.weight"]}
+def _sub(params: dict, prefix: str, path: str, layer: Linear) -> dict:
+    """The parameters of one linear layer, by their short names."""
+    return {name: params[f"{prefix}{path}.{name}"] for name in layer.param_names}

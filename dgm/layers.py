@@ -55,6 +55,8 @@ class Initializer:
 class Linear(Layer):
     """A bias-free linear map with an exact adjoint: ``apply`` = C, ``adjoint`` = Cᵀ."""
 
+    param_names: tuple[str, ...] = ()
+
     def apply(self, ops, p: dict, x):
         raise NotImplementedError
 
@@ -73,6 +75,7 @@ class Conv2d(Linear):
     kernel_size: int
     stride: int = 1
     padding: int = 0
+    param_names = ("weight",)
 
     def param_shapes(self, in_shape: Shape) -> dict[str, Shape]:
         _check_channels(self, in_shape, self.in_channels)
@@ -104,6 +107,7 @@ class Dense(Linear):
     """
     in_features: int
     out_features: int
+    param_names = ("weight",)
 
     def param_shapes(self, in_shape: Shape) -> dict[str, Shape]:
         if tuple(in_shape) != (self.in_features,):
