@@ -7,5 +7,13 @@ from backends import DGMError
 from . import layers
 from .model import DGM, LogJoint
 from .state import State
+from . import distributions, handlers
+from .primitives import factor, sample
+from .program import generative_program, program_data, program_log_joint, program_trace, sample_b
+from .enumerate import b_normaliser, log_z_g, posterior_b, posterior_g
+from .pyro_adapter import pyro_data, to_pyro
 
-__all__ = ["DGM", "DGMError", "LogJoint", "State", "layers"]
+__all__ = ["DGM", "DGMError", "LogJoint", "State", "layers",
+           "b_normaliser", "distributions", "factor", "generative_program", "handlers", "log_z_g",
+           "posterior_b", "posterior_g", "program_data", "program_log_joint", "program_trace",
+           "pyro_data", "sample", "sample_b", "to_pyro"]
