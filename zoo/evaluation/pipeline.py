@@ -1,0 +1,77 @@
+"""One evaluation end to end: attack cells, gradient-masking checks, repair strips, and the
+outputs in a directory (``results.jsonl``, ``table.md``, PNG figures)."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from zoo.models.cnnf import CNNF
+
+from . import figures
+from .masking import CheckConfig, run_checks
+from .repair import repair
+from .report import markdown, records, write_jsonl
+from .runner import EvalConfig, Evaluation, evaluate
+
+
+def _git_hash() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def run_evaluation(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfig,
+                   out: str | Path, *, check: CheckConfig | None = CheckConfig(),
+                   header: Mapping | None = None, strip_n: int = 6,
+                   progress: bool | None = None,
+                   log: Callable[[str], None] = print) -> tuple[Evaluation, list[dict]]:
+    """Evaluate, check and write everything into ``out`` (created).
+
+    Args:
+        models: name -> model (a CNN has ``cycles = 0``); names label the table rows.
+        x, y: the evaluation subset (N, C, H, W) in [-1, 1] and labels (N,).
+        config: attacks, ε list, PGD settings.
+        check: sizes of the gradient-masking checks (None skips them).
+        header: extra fields recorded in the config record (dataset, subset indices, ...).
+        strip_n: images in the repair strips.
+    Returns:
+        ``(evaluation, records)``; writes results.jsonl, table.md and PNG figures.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    ev = evaluate(models, x, y, config, keep=strip_n, progress=progress, log=log)
+    checks = {} if check is None else run_checks(models, x, y, ev, check, log=log)
+    cycles = {m: net.cycles for m, net in models.items()}
+    e_max = max(config.eps)
+    repairs = {}
+    if e_max > 0:
+        for m, r in ev.rows():
+            for a in ("first", "e2e"):
+                cell = ev.cells.get((m, r, a, e_max))
+                if cycles[m] and r == config.readouts[0] and cell is not None:
+                    repairs[(m, r, a, e_max)] = repair(models[m], x[:strip_n], cell.x_adv)
+    meta = dict(header or {}, config=asdict(config),
+                checks=None if check is None else asdict(check), n_examples=len(y),
+                models={m: dict(cycles=net.cycles, readout=net.readout,
+                                options=asdict(net.options)) for m, net in models.items()},
+                torch=torch.__version__, python=platform.python_version(),
+                threads=torch.get_num_threads(), git=_git_hash())
+    recs = records(ev, cycles, checks, repairs)
+    meta["seconds"] = round(time.perf_counter() - start, 1)
+    write_jsonl(out / "results.jsonl", meta, recs)
+    table = markdown(ev, cycles, recs, meta)
+    (out / "table.md").write_text(table)
+    paths = figures.write_all(recs, repairs, out)
+    log(table)
+    log("wrote " + ", ".join(str(p) for p in [out / "results.jsonl", out / "table.md"] + paths))
+    return ev, recs

@@ -1,0 +1,228 @@
+"""Run a robustness evaluation: every model × readout × attack × ε on one fixed, seeded subset.
+
+For every image the attacked input is the strongest of PGD's final and best iterates under the
+*scored* readout (the best iterate is tracked on the attacked function, see ``targets``), so an
+image counts as robust only if both iterates are classified correctly. Besides the scored
+readout, the class of every pass 0..C is recorded on that input (accuracy over feedback
+iterations). Budgets are in [0, 1] pixel units (``eps``) and converted to input units (×2 for
+[-1, 1]); the PGD step is ``step_scale · ε / steps`` with a uniform random start.
+
+A transfer attack reuses the adversarial inputs crafted on the ``transfer_from`` model (a CNN)
+and scores them on every other model. Random starts are seeded per (seed, model, readout,
+attack, ε, batch), so results do not depend on the order in which cells are computed.
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from zoo.attacks import pgd, pixel_to_input
+from zoo.attacks.common import select
+from zoo.models.cnnf import CNNF
+
+from .targets import TARGETS, build_target
+
+ATTACKS = TARGETS + ("transfer",)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to run.
+
+    Attributes:
+        eps: budgets in [0, 1] pixel units (0 = clean accuracy).
+        attacks: names from ``ATTACKS`` ("transfer" needs ``transfer_from``).
+        readouts: scored readouts of CNN-F models ("last", "avg"); a CNN has only "last".
+        steps, step_scale, restarts: PGD-``steps`` with step ``step_scale·ε/steps``.
+        batch_size: images per attack batch.
+        seed: seeds the random starts (and, via ``fixed_subset``, the subset).
+        transfer_from: name of the source model of the transfer attack.
+    """
+    eps: tuple[float, ...] = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
+    attacks: tuple[str, ...] = ("first", "e2e", "e2e-sum", "bpda", "transfer")
+    readouts: tuple[str, ...] = ("last", "avg")
+    steps: int = 40
+    step_scale: float = 2.5
+    restarts: int = 1
+    batch_size: int = 64
+    seed: int = 0
+    transfer_from: str | None = None
+
+    def __post_init__(self):
+        bad = [a for a in self.attacks if a not in ATTACKS]
+        if bad:
+            raise ValueError(f"attacks must be among {ATTACKS}, got {bad}")
+        if any(r not in ("last", "avg") for r in self.readouts) or not self.readouts:
+            raise ValueError(f"readouts must be a non-empty subset of ('last', 'avg'), "
+                             f"got {self.readouts}")
+        if any(e < 0 for e in self.eps) or not self.eps:
+            raise ValueError(f"eps must be a non-empty list of budgets >= 0, got {self.eps}")
+        if self.steps < 1 or self.restarts < 1 or self.batch_size < 1:
+            raise ValueError("steps, restarts and batch_size must be >= 1")
+        if "transfer" in self.attacks and self.transfer_from is None:
+            raise ValueError("attack 'transfer' needs transfer_from (the source model's name)")
+
+    def step_size(self, eps_pixel: float, steps: int | None = None) -> float:
+        """PGD step in input units."""
+        return self.step_scale * pixel_to_input(eps_pixel) / (steps or self.steps)
+
+
+@dataclass
+class Cell:
+    """One (model, readout, attack, ε) result on the subset.
+
+    Attributes:
+        correct: (N,) bool, scored readout correct on the attacked input.
+        pass_correct: (P, N) bool, class of each pass 0..C correct on the attacked input.
+        x_adv: the attacked inputs of the first ``keep`` images (for figures).
+        seconds: wall time spent.
+    """
+    correct: Tensor
+    pass_correct: Tensor
+    x_adv: Tensor
+    seconds: float
+
+
+@dataclass
+class Evaluation:
+    """All cells, keyed ``(model, readout, attack, eps)``; attack "clean" holds ε = 0."""
+    config: EvalConfig
+    labels: Tensor
+    cells: dict[tuple[str, str, str, float], Cell] = field(default_factory=dict)
+
+    def rows(self) -> list[tuple[str, str]]:
+        return list(dict.fromkeys((m, r) for m, r, _, _ in self.cells))
+
+    def attacks(self, model: str, readout: str) -> list[str]:
+        return list(dict.fromkeys(a for m, r, a, _ in self.cells if (m, r) == (model, readout)))
+
+
+def fixed_subset(n_total: int, n: int, seed: int) -> np.ndarray:
+    """Indices of a seeded random subset of ``n`` of ``n_total`` items, in increasing order
+    (the same for every model and every run with this seed)."""
+    if not 0 < n <= n_total:
+        raise ValueError(f"n_examples must be in 1..{n_total}, got {n}")
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])
+
+
+def cell_seed(*parts) -> int:
+    """A stable 31-bit seed from the parts of a cell's key."""
+    return zlib.crc32(repr(parts).encode())
+
+
+def model_rows(models: Mapping[str, CNNF], readouts: Sequence[str]) -> list[tuple[str, str]]:
+    """(model, readout) rows: a CNN (cycles = 0) is scored on "last" only."""
+    return [(m, r) for m, net in models.items() for r in (readouts if net.cycles else ("last",))]
+
+
+def attack_inputs(net: CNNF, target: str, readout: str, x: Tensor, y: Tensor, eps: float,
+                  config: EvalConfig, seed: int, steps: int | None = None,
+                  restarts: int | None = None) -> Tensor:
+    """PGD on ``target`` of ``net``; per image the final or best iterate, whichever the scored
+    ``readout`` gets wrong (the best one when both or neither are wrong). Returns (N, ...)."""
+    steps = config.steps if steps is None else steps
+    loss_fn, predict = build_target(net, target, readout)
+    generator = torch.Generator().manual_seed(seed)
+    res = pgd(loss_fn, x, y, eps=pixel_to_input(eps), step_size=config.step_size(eps, steps),
+              steps=steps, restarts=restarts or config.restarts, predict=predict,
+              generator=generator)
+    with torch.no_grad():
+        best_ok = net(res.x_best, readout=readout).argmax(1) == y
+        final_ok = net(res.x_final, readout=readout).argmax(1) == y
+    return select(best_ok & ~final_ok, res.x_final, res.x_best)
+
+
+@torch.no_grad()
+def score(net: CNNF, readout: str, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``(correct (N,), pass_correct (P, N))`` of ``net`` on ``x``."""
+    passes = net.forward_passes(x)
+    correct = net.readout_logits(passes, readout).argmax(1) == y
+    return correct, torch.stack([p.argmax(1) == y for p in passes])
+
+
+def _cost(net: CNNF, attack: str, eps: float, config: EvalConfig) -> float:
+    """Rough cost of one batch in plain forward passes (for the ETA)."""
+    full = net.cycles + 1
+    if eps == 0 or attack == "transfer":
+        return full
+    per_step = 2 if attack == "first" or net.cycles == 0 else 3 * full
+    return config.steps * config.restarts * per_step + 2 * full
+
+
+def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfig, *,
+             keep: int = 8, progress: bool | None = None,
+             log: Callable[[str], None] = print) -> Evaluation:
+    """Evaluate ``models`` on ``(x (N, C, H, W), y (N,))`` under ``config``.
+
+    Cells are computed for each (model, readout) row: "clean" at ε = 0, then every attack at
+    every ε > 0 (for a CNN the gradient targets coincide and are computed once). ``progress``:
+    tqdm bar with ETA (None: only on a terminal). Returns the ``Evaluation``.
+    """
+    if config.transfer_from is not None and config.transfer_from not in models:
+        raise ValueError(f"transfer_from={config.transfer_from!r} is not among the models "
+                         f"{list(models)}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+    for net in models.values():
+        net.eval()
+    order = sorted(models, key=lambda m: m != config.transfer_from)  # the source first
+    rows = model_rows({m: models[m] for m in order}, config.readouts)
+    plan = [(m, r, a, e) for m, r in rows for e in config.eps
+            for a in (("clean",) if e == 0 else config.attacks)
+            if not (a == "transfer" and m == config.transfer_from)]
+    batches = [slice(i, i + config.batch_size) for i in range(0, len(y), config.batch_size)]
+    total = sum(_cost(models[m], a, e, config) for m, _, a, e in plan) * len(batches)
+    out = Evaluation(config, y)
+    source = next((a for a in config.attacks if a in TARGETS), None)  # crafts the transfer
+    if "transfer" in config.attacks and source is None:
+        raise ValueError("attack 'transfer' needs a gradient attack among the attacks")
+    bar = tqdm(total=total, disable=None if progress is None else not progress, unit="pass",
+               smoothing=0.1, dynamic_ncols=True)
+    try:
+        for m, r, a, e in plan:
+            net, start = models[m], time.perf_counter()
+            bar.set_description(f"{m}/{r} {a} eps={e:g}")
+            shared = _shared_cell(out, models, m, r, a, e, source)
+            if shared is not None:
+                out.cells[(m, r, a, e)] = shared
+                bar.update(_cost(net, a, e, config) * len(batches))
+                continue
+            parts = []
+            for i, s in enumerate(batches):
+                xb, yb = x[s], y[s]
+                if a == "clean":
+                    xa = xb
+                elif a == "transfer":
+                    xa = out.cells[(config.transfer_from, "last", source, e)].x_adv[s]
+                else:
+                    xa = attack_inputs(net, a, r, xb, yb, e, config,
+                                       cell_seed(config.seed, m, r, a, e, i))
+                parts.append((xa,) + score(net, r, xa, yb))
+                bar.update(_cost(net, a, e, config))
+            xa = torch.cat([p[0] for p in parts])
+            cell = Cell(torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts], 1),
+                        xa if (m, a) == (config.transfer_from, source) else xa[:keep],
+                        time.perf_counter() - start)
+            out.cells[(m, r, a, e)] = cell
+            log(f"{m:>10} {r:>4} {a:>8} eps={e:<5g} acc={cell.correct.float().mean():.3f} "
+                f"({cell.seconds:.0f}s)")
+    finally:
+        bar.close()
+    for (m, r, a, e), cell in out.cells.items():  # keep only the figures' inputs
+        cell.x_adv = cell.x_adv[:keep]
+    return out
+
+
+def _shared_cell(out: Evaluation, models: Mapping[str, CNNF], m: str, r: str, a: str,
+                 e: float, source: str | None) -> Cell | None:
+    """For a CNN every gradient target is the plain pass: reuse the cell of ``source``."""
+    if models[m].cycles == 0 and a in TARGETS and a != source:
+        return out.cells.get((m, r, source, e))
+    return None
