@@ -34,8 +34,9 @@ from .state import State
 
 
 def to_pyro(model: DGM, params: Mapping[str, Any], normalisation: str = "B", *,
-            log_z: Any = None) -> Callable[[int], tuple[State, Any]]:
-    """A Pyro model ``fn(batch_size) -> (state, x_obs)`` running the DGM program with torch params.
+            log_z: Any = None) -> Callable[..., tuple[State, Any]]:
+    """A Pyro model ``fn(batch_size, norm_scales=None) -> (state, x_obs)`` running the DGM program
+    with torch params (``norm_scales``: frozen norm scales, as ``state.norm_scales``).
 
     Args:
         params: torch tensors (e.g. float64), as from ``model.init("torch", ...)``.
@@ -52,10 +53,10 @@ def to_pyro(model: DGM, params: Mapping[str, Any], normalisation: str = "B", *,
     if ops.name != "torch":
         raise TypeError(f"to_pyro: params must be torch tensors, got {ops.name} arrays")
 
-    def pyro_model(batch_size: int) -> tuple[State, Any]:
+    def pyro_model(batch_size: int, norm_scales: Mapping[str, Any] | None = None):
         with pyro.plate("batch", int(batch_size), dim=-1), _ToPyro():
             return generative_program(model, params, batch_size, normalisation=normalisation,
-                                      log_z=log_z)
+                                      log_z=log_z, norm_scales=norm_scales)
 
     return pyro_model
 
