@@ -121,8 +121,10 @@ def random_params(model: DGM, rng: np.random.Generator, grid: float | None) -> d
 @st.composite
 def problems(draw, kind: str | None = None, *, max_side: int = 6, max_units: int = 6,
              pool: bool = True, residual: bool = True, norm: bool = True,
-             max_batch: int = 3, tau2=TAU2, stages: tuple[int, int] = (1, 2)):
-    """A ``Problem`` on a tiny skeleton (``kind`` "dense", "conv" or None for either)."""
+             max_batch: int = 3, tau2=TAU2, stages: tuple[int, int] = (1, 2),
+             grids=(None, None, 0.5, 1.0)):
+    """A ``Problem`` on a tiny skeleton (``kind`` "dense", "conv" or None for either);
+    ``grids``: rounding grids to draw from (None = continuous values, ties unlikely)."""
     kind = kind or draw(st.sampled_from(["dense", "conv"]))
     if kind == "dense":
         layers, shape = draw(dense_skeletons(max_units))
@@ -132,7 +134,7 @@ def problems(draw, kind: str | None = None, *, max_side: int = 6, max_units: int
     model = DGM(layers, classes=draw(st.integers(2, 3)), sigma2=draw(SIGMA2), tau2=draw(tau2),
                 input_shape=shape, norm="frozen" if has_norm else "none")
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
-    grid = draw(st.sampled_from([None, None, 0.5, 1.0]))
+    grid = draw(st.sampled_from(list(grids)))
     x = values(rng, (draw(st.integers(1, max_batch)),) + tuple(model.level0_shape), grid)
     return Problem(model, random_params(model, rng, grid), x, random_state(model, x, rng, grid),
                    rng, grid)
@@ -161,3 +163,15 @@ def tolerance(problem: Problem, state: State, x=None) -> np.ndarray:
     lj = problem.model.log_joint(problem.params, problem.x if x is None else x, state, "G",
                                  observed="level0")
     return 1e-10 * (1.0 + sum(np.abs(v) for v in lj.terms.values()))
+
+
+def to_torch(value):
+    """numpy → torch (float64 stays float64) for arrays, dicts of arrays and States."""
+    import torch
+    if isinstance(value, State):
+        return State(h=to_torch(value.h), y=to_torch(value.y), z=to_torch(value.z),
+                     t=to_torch(value.t), q=None if value.q is None else to_torch(value.q),
+                     norm_scales=to_torch(value.norm_scales))
+    if isinstance(value, dict):
+        return {k: to_torch(v) for k, v in value.items()}
+    return torch.from_numpy(np.ascontiguousarray(value))
