@@ -83,6 +83,13 @@ class DGM:
         self.site_layer = dict(leaves)
         self.pool_partner = _pool_partners(leaves)
 
+    @property
+    def program(self):
+        """The generative program bound to this model (``dgm.program.Program``): trace, log
+        joint by the interpreters, ancestral sampling."""
+        from .program import Program  # program.py imports this module
+        return Program(self)
+
     # -- parameters ---------------------------------------------------------------------------
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter name and shape (per-example shapes, no batch axis)."""

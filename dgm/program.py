@@ -140,13 +140,42 @@ def sample_b(model: DGM, params: Mapping[str, Any], n: int, rng: Any = 0) -> tup
         return generative_program(model, params, n, normalisation="B")
 
 
-def program_trace(model: DGM, params: Mapping[str, Any], n: int, *, rng: Any = 0,
-                  normalisation: str = "B", log_z: Any = None,
-                  data: Mapping[str, Any] | None = None) -> Trace:
-    """A trace of the program for ``n`` examples: sites in ``data`` fixed, the rest drawn."""
-    with trace() as tr, _seeded(rng), condition(data=data or {}):
-        generative_program(model, params, n, normalisation=normalisation, log_z=log_z)
-    return tr.trace
+class Program:
+    """The generative program bound to a model (``model.program``): trace, log joint, sampling.
+
+    Example:
+        >>> tr = model.program.trace(params, n=4, y=3, rng=0)   # sites y, z:*, t:*, h[, x]
+        >>> tr.log_probs()["h"].shape                            # (4,)
+    """
+
+    def __init__(self, model: DGM):
+        self.model = model
+
+    def trace(self, params: Mapping[str, Any], n: int = 1, *, y: Any = None, rng: Any = 0,
+              normalisation: str = "B", log_z: Any = None,
+              data: Mapping[str, Any] | None = None) -> Trace:
+        """A trace for ``n`` examples: sites in ``data`` fixed (``y`` may also be given as an int
+        class for all examples or an int array (n,)), the rest drawn with ``rng``.
+
+        Args:
+            rng: an int seed (reproducible) or a backend generator.
+        """
+        data = dict(data or {})
+        if y is not None:
+            ops, like = self.model.check_params(params)
+            data["y"] = ops.argmax(ops.zeros((int(n), 1), like), -1) + y
+        with trace() as tr, _seeded(rng), condition(data=data):
+            generative_program(self.model, params, n, normalisation=normalisation, log_z=log_z)
+        return tr.trace
+
+    def log_joint(self, params: Mapping[str, Any], x_obs: Any, state: State,
+                  normalisation: str = "G", *, log_z: Any = None) -> tuple[Any, Trace]:
+        """``program_log_joint`` for this model."""
+        return program_log_joint(self.model, params, x_obs, state, normalisation, log_z=log_z)
+
+    def sample(self, params: Mapping[str, Any], n: int, rng: Any = 0) -> tuple[State, Any]:
+        """``sample_b`` for this model (ancestral sampling of model B)."""
+        return sample_b(self.model, params, n, rng)
 
 
 def _seeded(rng: Any) -> seed:

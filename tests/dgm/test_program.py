@@ -19,8 +19,7 @@ from dgm.distributions import Bernoulli, Categorical, Normal, UniformPosition
 from dgm.enumerate import configurations, count_configurations, log_z_g
 from dgm.handlers import condition, log_density, seed, trace
 from dgm.primitives import factor, sample
-from dgm.program import (generative_program, program_data, program_log_joint, program_trace,
-                         sample_b)
+from dgm.program import generative_program, program_data, program_log_joint, sample_b
 from tests.strategies import problems
 
 EXAMPLES = 50
@@ -224,14 +223,20 @@ def test_sample_b_int_seed_repeats_and_generator_advances():
     assert not np.array_equal(xc, xd)
 
 
-def test_program_trace_conditions_given_sites_and_draws_the_rest():
+def test_model_program_trace_conditions_given_sites_and_draws_the_rest():
     model = conv_model(0.5)
     params = model.init("numpy", seed=0)
     y = np.array([2, 0, 1])
-    tr = program_trace(model, params, 3, rng=1, normalisation="G", data={"y": y})
+    tr = model.program.trace(params, 3, rng=1, normalisation="G", data={"y": y})
     np.testing.assert_array_equal(tr["y"]["value"], y)
     assert tr["y"]["is_observed"] and not tr["h"]["is_observed"]
     assert list(tr) == ["y", "z:5", "t:2", "z:1", "G", "h", "x"]
+    tr = model.program.trace(params, 4, y=1)
+    np.testing.assert_array_equal(tr["y"]["value"], [1, 1, 1, 1])
+    state, x = model.program.sample(params, 4, rng=0)
+    total, _ = model.program.log_joint(params, x, state, "B")
+    closed = model.log_joint(params, x, state, "B", observed="level0")
+    np.testing.assert_array_less(np.abs(total - closed.total), tolerance(closed))
 
 
 def test_torch_program_matches_numpy_program():
