@@ -26,7 +26,7 @@ from .model import DGM
 
 
 class Distribution:
-    """Base class: ``ops`` (the backend), ``like`` (an array fixing dtype/device), ``batch_size``."""
+    """Base class: ``ops`` (the backend), ``like`` (fixes dtype/device), ``batch_size`` N."""
 
     def __init__(self, like: Any):
         self.ops = get_backend(like)

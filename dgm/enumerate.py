@@ -21,6 +21,7 @@ from backends import DGMError
 
 from ._validate import check_array
 from .model import DGM
+from .program import norm_paths
 from .state import State
 
 MAX_CONFIGURATIONS = 2 ** 16
@@ -47,6 +48,9 @@ def count_configurations(model: DGM, *, with_classes: bool = True) -> int:
 def configurations(model: DGM, like: Any, *, with_classes: bool = True) -> Configurations:
     """Every (y, z, t) (or (z, t)) on the backend/device of ``like``, y slowest, then the sites in
     model order (mixed-radix counting). Raises DGMError beyond ``MAX_CONFIGURATIONS``."""
+    if model.norm != "none" and norm_paths(model):
+        raise DGMError(f"enumeration needs a model without active Norm layers (norm={model.norm!r}"
+                       f" makes the rendering depend on per-example scales); use norm='none'")
     count = count_configurations(model, with_classes=with_classes)
     if count > MAX_CONFIGURATIONS:
         raise DGMError(f"enumeration needs {count} configurations (K, switch units and pool "
@@ -106,7 +110,7 @@ class PosteriorTable:
 
 
 def posterior_g(model: DGM, params: Mapping[str, Any], h: Any) -> PosteriorTable:
-    """Enumerated class posterior of model G, log p_G(y | h, z, t), from the rendering-form joint."""
+    """Enumerated class posterior of model G, log p_G(y | h, z, t) (rendering-form joint)."""
     return _posterior(model, params, h, "G")
 
 

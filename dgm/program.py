@@ -28,6 +28,7 @@ from . import _traverse as T
 from ._hooks import NormPolicy, gate_values
 from .distributions import Bernoulli, Categorical, Normal, UniformPosition
 from .handlers import Trace, condition, log_density, seed, trace
+from .layers import Norm
 from .model import DGM
 from .primitives import factor, sample
 from .state import State
@@ -54,10 +55,15 @@ def generative_program(model: DGM, params: Mapping[str, Any], batch_size: int, *
     if int(batch_size) < 1:
         raise DGMError(f"batch_size must be >= 1, got {batch_size}")
     ops, like = model.check_params(params)
+    scales = dict(norm_scales or {})
+    missing = [p for p in norm_paths(model) if p not in scales]
+    if model.norm == "frozen" and missing:
+        raise DGMError(f"norm_scales must hold the frozen scale of every Norm layer; missing "
+                       f"{missing} (take them from model.plain_state(params, x)[0].norm_scales)")
     beta = params["head.bias"]
     y = sample("y", Categorical(ops.zeros((int(batch_size), model.classes), like) + beta))
     hooks = _SamplingHooks(ops, model, params, normalisation,
-                           NormPolicy(ops, model.norm, dict(norm_scales or {})))
+                           NormPolicy(ops, model.norm, scales))
     g0 = T.render(ops, model.layers, params, model.top_vector(params, y), hooks, "layers.",
                   model.shapes)
     if normalisation == "G":
@@ -65,6 +71,11 @@ def generative_program(model: DGM, params: Mapping[str, Any], batch_size: int, *
     h = sample("h", Normal(g0, model.sigma2))
     x_obs = sample("x", Normal(h, model.tau2)) if math.isfinite(model.tau2) else None
     return State(h=h, y=y, z=hooks.z, t=hooks.t, norm_scales=hooks.norm.scales), x_obs
+
+
+def norm_paths(model: DGM) -> list[str]:
+    """Paths of the model's ``Norm`` layers."""
+    return [p for p, layer in model.site_layer.items() if isinstance(layer, Norm)]
 
 
 class _SamplingHooks:
@@ -99,7 +110,8 @@ class _SamplingHooks:
             total = total + model._switch_term(ops, self.params, path, z, self.ghat[path], "G")
             total = total + math.log(2) * math.prod(z.shape[1:])
         for path, t in self.t.items():
-            total = total + math.prod(t.shape[1:]) * math.log(model.site_layer[path].kernel_size ** 2)
+            kk = model.site_layer[path].kernel_size ** 2
+            total = total + math.prod(t.shape[1:]) * math.log(kk)
         return total if log_z is None else total - log_z
 
 

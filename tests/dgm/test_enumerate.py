@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 from hypothesis import assume, example, given, settings
-from hypothesis import strategies as st
 
 from backends import DGMError
 from dgm import DGM, State, layers as L
@@ -53,7 +52,7 @@ def program_site_sum(model, params, conf, normalisation, log_z=None, sites=None)
     return sum(keep)
 
 
-# -- (3) normalisation ------------------------------------------------------------------------------
+# -- (3) normalisation -------------------------------------------------------------------------
 @settings(max_examples=EXAMPLES)
 @given(TINY)
 def test_g_prior_sums_to_one_over_all_configurations(problem):

@@ -330,6 +330,12 @@ def test_handler_validation():
         trace(seed(lambda: (toy(), toy()), seed=0)).get_trace()
     with pytest.raises(DGMError, match="normalisation"):
         generative_program(conv_model(), conv_model().init("numpy"), 2, normalisation="C")
+    normed = DGM([L.Dense(2, 2), L.Norm(), L.Switch(2)], classes=2, norm="frozen")
+    with pytest.raises(DGMError, match="norm_scales"):
+        with seed(seed=0):
+            generative_program(normed, normed.init("numpy"), 2)
+    with pytest.raises(DGMError, match="Norm"):
+        log_z_g(normed, normed.init("numpy"))
 
 
 def test_sample_without_handlers_returns_obs_or_explains():
@@ -358,3 +364,11 @@ def test_distribution_log_probs_against_scipy():
     np.testing.assert_allclose(lp, -4 * math.log(4))
     t[0, 0, 0, 0] = 4
     assert UniformPosition(4, t.astype(float)).log_prob(t)[0] == -math.inf
+
+
+def test_importing_dgm_imports_neither_torch_nor_pyro():
+    import subprocess
+    import sys
+    code = ("import sys, dgm, dgm.pyro_adapter, dgm.enumerate; "
+            "assert 'torch' not in sys.modules and 'pyro' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
