@@ -41,6 +41,10 @@ def to_pyro(model: DGM, params: Mapping[str, Any], normalisation: str = "B", *,
     Args:
         params: torch tensors (e.g. float64), as from ``model.init("torch", ...)``.
         normalisation, log_z: as ``dgm.program.generative_program``.
+
+    Note: condition, trace or replay the returned function with Pyro's handlers (``poutine``);
+    every site is handed to Pyro at once, so ``dgm.handlers`` wrapped around it see no sites.
+
     Example:
         >>> from pyro import poutine
         >>> fn = to_pyro(model, params, "G", log_z=log_z)
