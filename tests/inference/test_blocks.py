@@ -8,65 +8,14 @@ h* agrees with a numeric optimiser.
 """
 from __future__ import annotations
 
-import itertools
-import math
-
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from dgm import State
 from inference import Options, alternating_map
-from tests.strategies import problems, tolerance
-
-BUDGET = 2 ** 12
-
-
-def tile(state: State, n: int, m: int) -> State:
-    """Example ``n`` of ``state`` repeated ``m`` times."""
-    rep = lambda a: np.repeat(a[n:n + 1], m, axis=0)
-    return State(h=rep(state.h), y=rep(state.y), z={k: rep(v) for k, v in state.z.items()},
-                 t={k: rep(v) for k, v in state.t.items()},
-                 q=None if state.q is None else rep(state.q),
-                 norm_scales={k: rep(v) for k, v in state.norm_scales.items()})
-
-
-def block_configs(model, sites):
-    """All values of the block ``sites`` as {path: (M, *shape)} arrays, or None over budget."""
-    axes = []
-    for path in sites:
-        if path in model.switch_sites:
-            shape = tuple(model.shapes[path])
-            axes.append(("z", path, shape, 2))
-        else:
-            layer = model.site_layer[path]
-            shape = tuple(layer.out_shape(model.shapes[path]))
-            axes.append(("t", path, shape, layer.kernel_size ** 2))
-    sizes = [n ** math.prod(shape) for _, _, shape, n in axes]
-    if math.prod(sizes) > BUDGET:
-        return None
-    per_axis = [np.array(list(itertools.product(range(n), repeat=math.prod(shape))))
-                .reshape((-1,) + shape) for _, _, shape, n in axes]
-    grids = np.meshgrid(*[np.arange(len(v)) for v in per_axis], indexing="ij")
-    out = {"z": {}, "t": {}}
-    for (kind, path, _, _), values, idx in zip(axes, per_axis, grids):
-        v = values[idx.ravel()]
-        out[kind][path] = v.astype(bool) if kind == "z" else v
-    return out
-
-
-def enumerated_max(problem, before: State, sites, n: int) -> float:
-    configs = block_configs(problem.model, sites)
-    if configs is None:
-        return None
-    m = len(next(iter({**configs["z"], **configs["t"]}.values())))
-    base = tile(before, n, m)
-    cand = State(h=base.h, y=base.y, z={**base.z, **configs["z"]}, t={**base.t, **configs["t"]},
-                 norm_scales=base.norm_scales)
-    x = np.repeat(problem.x[n:n + 1], m, axis=0)
-    return problem.model.objective(problem.params, x, cand).max()
+from tests.strategies import class_objectives, enumerated_max, problems, tolerance
 
 
 def step_sites(model, name, block):
@@ -92,10 +41,7 @@ def test_site_and_class_steps_attain_the_block_maximum(block, data):
         eps = tolerance(problem, after.state)
         for n in range(problem.x.shape[0]):
             if after.name == "y":
-                js = [model.objective(problem.params, problem.x, before.state,
-                                      y=np.full(problem.x.shape[0], k))[n]
-                      for k in range(model.classes)]
-                best = max(js)
+                best = class_objectives(problem, before.state)[n].max()
             else:
                 best = enumerated_max(problem, before.state,
                                       step_sites(model, after.name, block), n)

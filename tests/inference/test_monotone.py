@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import MONOTONE_EXAMPLES
 from inference import Options, alternating_map
-from tests.strategies import TAU2, problems, real_conv_problems, tolerance
+from tests.strategies import class_objectives, problems, real_conv_problems, tolerance
 
 CYCLES = 3
 OBS = {"with_obs": st.floats(0.1, 10.0), "without_obs": st.just(math.inf)}
@@ -68,7 +68,7 @@ def test_exact_engine_real_conv_net(problem, block):
 def test_soft_variant_free_energy(problem, start, block):
     """Soft feedback (§4.4): F never decreases per step; right after S_q, F = logsumexp_y J;
     the class marginal logsumexp_y J never decreases from cycle to cycle."""
-    model, params = problem.model, problem.params
+    model = problem.model
     state = problem.state
     if start == "random_q":  # an arbitrary class distribution, not the softmax of the logits
         q = problem.rng.dirichlet(np.full(model.classes, 0.5), size=problem.x.shape[0])
@@ -77,8 +77,7 @@ def test_soft_variant_free_energy(problem, start, block):
     assert_steps_non_decreasing(problem, result)
 
     def marginal(s):
-        ys = [np.full(problem.x.shape[0], k) for k in range(model.classes)]
-        js = np.stack([model.objective(params, problem.x, s, y=y) for y in ys], -1)
+        js = class_objectives(problem, s)
         m = js.max(-1)
         return m + np.log(np.exp(js - m[:, None]).sum(-1))
 
