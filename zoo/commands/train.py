@@ -1,0 +1,80 @@
+"""``dgm train DATASET``: train a CNN / CNN-F (clean or adversarial recipe) and export it.
+
+Datasets are the registered ``zoo.training.recipes`` (``fashion-mnist``; ``cifar10`` once its
+recipe is registered). ``--resume`` continues ``<out>/last.pt`` bit-identically; a complete
+run resumed with ``--export PREFIX`` writes ``PREFIX.safetensors`` + ``PREFIX.json`` (model
+card) from the best-validation checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+from zoo.training import RECIPES, TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a CNN / CNN-F and export weights + model card",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("dataset", choices=sorted(RECIPES))
+    p.add_argument("--out", default=_DEFAULTS.out, help="run directory (log, checkpoints)")
+    p.add_argument("--cycles", type=int, default=_DEFAULTS.cycles, help="0 = the CNN")
+    p.add_argument("--ind", type=int, default=_DEFAULTS.ind, help="feedback level")
+    p.add_argument("--norm", choices=("none", "frozen", "original"), default=_DEFAULTS.norm)
+    p.add_argument("--mode", choices=("exact", "original"), default=_DEFAULTS.mode)
+    p.add_argument("--readout", choices=("last", "avg"), default=_DEFAULTS.readout)
+    p.add_argument("--epochs", type=float, default=_DEFAULTS.epochs, help="may be fractional")
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    p.add_argument("--lr", type=float, default=_DEFAULTS.lr)
+    p.add_argument("--momentum", type=float, default=_DEFAULTS.momentum)
+    p.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
+    p.add_argument("--grad-clip", type=float, default=_DEFAULTS.grad_clip)
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument("--val-size", type=int, default=None, help="held-out training images")
+    p.add_argument("--val-limit", type=int, default=None, help="validate on the first N only")
+    p.add_argument("--limit-train", type=int, default=None, metavar="N")
+    p.add_argument("--adversarial", action="store_true", help="CNN-F's PGD-7 recipe")
+    p.add_argument("--eps", type=float, default=None, help="PGD radius, input units [-1, 1]")
+    p.add_argument("--pgd-steps", type=int, default=_DEFAULTS.pgd_steps)
+    p.add_argument("--pgd-step-size", type=float, default=None)
+    p.add_argument("--clean-weight", type=float, default=None, help="λ_c")
+    p.add_argument("--mse-weight", type=float, default=_DEFAULTS.mse_weight, help="λ_r")
+    p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
+                   help="also validate every STEPS steps (always at each epoch end)")
+    p.add_argument("--checkpoint-minutes", type=float, default=_DEFAULTS.checkpoint_minutes)
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="warm start")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--test", action="store_true",
+                   help="when done, report the best checkpoint's test accuracy (never used "
+                        "for selection)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--export", default=None, metavar="PREFIX",
+                   help="write PREFIX.safetensors + PREFIX.json from the best checkpoint")
+    p.add_argument("--name", default=None, help="registry name written into the card")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from zoo.training import train
+    from zoo.training.loop import CONFIG_FIELDS
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    values = {k: getattr(args, k) for k in CONFIG_FIELDS if hasattr(args, k)}
+    values["command"] = "dgm train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    summary = train(TrainConfig(**values), resume=args.resume, progress=args.progress)
+    if args.export:
+        from zoo.training.export import export_run
+        sha = export_run(args.out, args.export, name=args.name)
+        summary["sha256"] = sha
+    print(json.dumps({k: summary[k] for k in ("steps", "wall_s", "best_step", "val", "test",
+                                              "sha256") if k in summary}))
+    return 0

@@ -1,0 +1,86 @@
+"""Export a finished ``dgm train`` run: best-validation weights + model card (``zoo.weights``).
+
+The card records the architecture (``arch``: the registry factory's arguments), the data and
+input range, the exact training command, seed, steps, wall time (including a warm start's own
+run when ``--init-from`` names a run's checkpoint), validation and test metrics, and a threat
+model note.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from zoo.weights import save_weights
+
+from .checkpoint import load_checkpoint
+from .loop import TrainConfig
+from .recipes import get_recipe
+
+ARCH_FIELDS = ("cycles", "ind", "norm", "mode", "readout")
+THREAT_MODEL = ("Trained on clean images only (no adversarial training); any robustness is "
+                "measured by `dgm eval` under L-inf attacks with eps in [0,1] pixel units "
+                "(input units are twice that). Clean accuracy is not a robustness claim.")
+
+
+def _run_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise ValueError(f"run {run_dir} has no summary.json: finish (or --resume) it first")
+    return json.loads(path.read_text())
+
+
+def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[str, Any]:
+    """The model card of the finished run in ``run_dir`` (see module docstring)."""
+    run_dir = Path(run_dir)
+    summary = _run_summary(run_dir)
+    config = summary["config"]
+    card: dict[str, Any] = {
+        "name": name,
+        "arch": {k: config[k] for k in ARCH_FIELDS},
+        "dataset": config["dataset"],
+        "input_range": [-1.0, 1.0],
+        "input_scaling": "x = pixel / 255 * 2 - 1",
+        "training": {
+            "command": config["command"],
+            "recipe": "adversarial (PGD-7 first pass)" if config["adversarial"] else
+                      "clean (cross-entropy at every pass, averaged)",
+            "seed": config["seed"], "epochs": config["epochs"],
+            "batch_size": config["batch_size"], "lr": config["lr"],
+            "schedule": f"poly, power {config['poly_power']}, per batch",
+            "momentum": config["momentum"], "weight_decay": config["weight_decay"],
+            "grad_clip": config["grad_clip"], "steps": summary["steps"],
+            "wall_s": round(summary["wall_s"], 1), "best_step": summary["best_step"],
+            "validation": f"{config['val_size']} training images held out "
+                          f"(train_val_split seed {config['seed']})",
+            "hardware": f"{platform.machine()} CPU, torch {torch.__version__}",
+        },
+        "metrics": {"val": summary["val"], **({"test": summary["test"]}
+                                               if "test" in summary else {})},
+        "threat_model": THREAT_MODEL,
+    }
+    if config["init_from"]:
+        parent = Path(config["init_from"]).parent
+        warm = {"checkpoint": config["init_from"]}
+        if (parent / "summary.json").is_file():
+            ps = _run_summary(parent)
+            warm.update(command=ps["config"]["command"], steps=ps["steps"],
+                        wall_s=round(ps["wall_s"], 1), val=ps["val"].get("accuracy"))
+        card["training"]["warm_start"] = warm
+    return card
+
+
+def export_run(run_dir: str | os.PathLike, prefix: str | os.PathLike,
+               name: Optional[str] = None) -> str:
+    """Write ``prefix.safetensors`` + ``prefix.json`` from ``run_dir/best.pt``; returns sha256."""
+    run_dir = Path(run_dir)
+    card = build_card(run_dir, name)
+    best = load_checkpoint(run_dir / "best.pt")
+    config = TrainConfig(**_run_summary(run_dir)["config"])
+    model = get_recipe(config.dataset).build(config)
+    model.load_state_dict(best["model"])
+    return save_weights(model, Path(f"{prefix}.safetensors"), card)

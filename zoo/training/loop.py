@@ -1,0 +1,236 @@
+"""The training loop of ``dgm train``: clean or adversarial CNN-F training with SGD + poly LR.
+
+One optimiser step per batch (original-cnnf.md §C.2): SGD with momentum and weight decay
+(once per tensor: weights are tied functionally, so every parameter appears once), the poly
+learning rate set before each step, the global gradient norm clipped. The run directory holds
+``log.jsonl`` (a line per step, validation and epoch), ``last.pt`` (written every epoch and
+every ``checkpoint_minutes``; ``resume`` continues from it bit-identically: data order is a
+function of (seed, epoch), random draws come from checkpointed RNG states), ``best.pt`` (the
+best validation accuracy so far; the validation split is held out of the training set, the
+test set is never used for selection) and ``summary.json`` when the run is complete.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from zoo.attacks import ce_loss, pgd
+from zoo.data import iterate_batches, num_batches, train_val_split
+from zoo.models.cnnf import CNNF
+
+from ._jsonl import JsonlLog
+from .checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
+from .losses import adversarial_loss, clean_loss
+from .recipes import Recipe, get_recipe
+from .schedule import poly_lr
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run (``None`` = the recipe's default, see ``Recipe.defaults``)."""
+
+    dataset: str = "fashion-mnist"
+    out: str = "runs/train"
+    cycles: int = 0
+    ind: int = 2
+    norm: str = "frozen"
+    mode: str = "exact"
+    readout: str = "last"
+    epochs: float = 1.0
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    grad_clip: float = 0.5
+    poly_power: float = 0.9
+    seed: int = 0
+    val_size: Optional[int] = None
+    val_limit: Optional[int] = None
+    limit_train: Optional[int] = None
+    adversarial: bool = False
+    eps: Optional[float] = None
+    pgd_steps: int = 7
+    pgd_step_size: Optional[float] = None
+    clean_weight: Optional[float] = None
+    mse_weight: float = 0.1
+    eval_every: int = 0
+    eval_batch_size: int = 200
+    checkpoint_minutes: float = 10.0
+    init_from: Optional[str] = None
+    data_dir: Optional[str] = None
+    test: bool = False
+    command: str = ""
+
+    def resolved(self, recipe: Recipe) -> "TrainConfig":
+        """A copy with unset options filled from ``recipe.defaults`` (then generic defaults)."""
+        generic = {"val_size": 5000, "eps": 0.0, "pgd_step_size": 0.0, "clean_weight": 1.0}
+        values = asdict(self)
+        for name in generic:
+            if values[name] is None:
+                values[name] = recipe.defaults.get(name, generic[name])
+        return TrainConfig(**values)
+
+
+def total_steps(config: TrainConfig, n_train: int) -> int:
+    """Optimiser steps of the run: ``ceil(epochs × batches per epoch)`` (drop_last batches)."""
+    per_epoch = num_batches(n_train, config.batch_size, drop_last=True)
+    if per_epoch < 1:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {n_train} training items")
+    return max(1, math.ceil(config.epochs * per_epoch))
+
+
+@torch.no_grad()
+def evaluate(model: CNNF, x: torch.Tensor, y: torch.Tensor, batch_size: int = 200
+             ) -> dict[str, Any]:
+    """Accuracy of the model's readout and of every pass on ``(x (N, ...), y (N,))``."""
+    correct, per_pass = 0, None
+    for xb, yb in iterate_batches(x, y, batch_size, shuffle=False):
+        passes = model.forward_passes(xb)
+        correct += int((model.readout_logits(passes).argmax(1) == yb).sum())
+        hits = [int((z.argmax(1) == yb).sum()) for z in passes]
+        per_pass = hits if per_pass is None else [a + b for a, b in zip(per_pass, hits)]
+    n = len(y)
+    return {"accuracy": correct / n, "per_pass": [h / n for h in per_pass or []], "n": n}
+
+
+def _step_loss(model: CNNF, config: TrainConfig, xb, yb, generator) -> tuple[torch.Tensor, dict]:
+    if not config.adversarial:
+        loss = clean_loss(model.forward_passes(xb), yb)
+        return loss, {}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        x_adv = pgd(ce_loss(model.first_pass), xb, yb, eps=config.eps,
+                    step_size=config.pgd_step_size, steps=config.pgd_steps,
+                    generator=generator).x_final
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return adversarial_loss(model.run(xb), model.run(x_adv), yb,
+                            clean_weight=config.clean_weight, mse_weight=config.mse_weight)
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool] = None
+          ) -> dict[str, Any]:
+    """Run (or resume) training as ``config`` says; returns the run summary (also written to
+    ``<out>/summary.json``): steps, wall time, best validation accuracy and step, and the test
+    accuracy of the best checkpoint when ``config.test``."""
+    recipe = get_recipe(config.dataset)
+    config = config.resolved(recipe)
+    out = Path(config.out)
+    log = JsonlLog(out / "log.jsonl")
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = recipe.build(config)
+    if config.init_from:
+        model.load_state_dict(model_state(load_checkpoint(config.init_from)))
+
+    x_all, y_all = recipe.load("train", config.data_dir)
+    train_idx, val_idx = train_val_split(len(y_all), config.val_size, config.seed)
+    if config.limit_train is not None:
+        train_idx = train_idx[:config.limit_train]
+    if config.val_limit is not None:
+        val_idx = val_idx[:config.val_limit]
+    x_train, y_train = torch.from_numpy(x_all[train_idx]), torch.from_numpy(y_all[train_idx])
+    x_val, y_val = torch.from_numpy(x_all[val_idx]), torch.from_numpy(y_all[val_idx])
+    per_epoch = num_batches(len(y_train), config.batch_size, drop_last=True)
+    total = total_steps(config, len(y_train))
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    progress_state = {"step": 0, "wall_s": 0.0, "best_val": -1.0, "best_step": -1}
+    if resume and (out / "last.pt").is_file():
+        ckpt = load_checkpoint(out / "last.pt")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"], generator)
+        progress_state.update(ckpt["progress"])
+    else:
+        log.write("start", config=asdict(config), n_train=len(y_train), n_val=len(y_val),
+                  total_steps=total)
+
+    def checkpoint() -> None:
+        save_checkpoint(out / "last.pt", {"model": model.state_dict(),
+                                          "optimizer": optimizer.state_dict(),
+                                          "rng": rng_state(generator),
+                                          "progress": dict(progress_state),
+                                          "config": asdict(config)})
+
+    def validate() -> None:
+        result = evaluate(model, x_val, y_val, config.eval_batch_size)
+        log.write("val", step=progress_state["step"], **result)
+        if result["accuracy"] > progress_state["best_val"]:
+            progress_state.update(best_val=result["accuracy"], best_step=progress_state["step"])
+            save_checkpoint(out / "best.pt", {"model": model.state_dict(),
+                                              "step": progress_state["step"],
+                                              "val": result, "config": asdict(config)})
+
+    step = progress_state["step"]
+    bar = tqdm(total=total, initial=step, disable=not sys.stderr.isatty() if progress is None
+               else not progress, desc=f"train {config.dataset}", unit="step")
+    started, last_ckpt = time.monotonic() - progress_state["wall_s"], time.monotonic()
+    while step < total:
+        epoch, start_batch = divmod(step, per_epoch)
+        batches = iterate_batches(x_train, y_train, config.batch_size, shuffle=True,
+                                  seed=config.seed, epoch=epoch, start_batch=start_batch,
+                                  drop_last=True)
+        for xb, yb in batches:
+            if step >= total:
+                break
+            if recipe.augment is not None:
+                xb = recipe.augment(xb, generator)
+            lr = poly_lr(config.lr, step, total, config.poly_power)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            t0 = time.monotonic()
+            loss, parts = _step_loss(model, config, xb, yb, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            progress_state.update(step=step, wall_s=time.monotonic() - started)
+            log.write("step", step=step, epoch=epoch, lr=lr, loss=float(loss.detach()),
+                      grad_norm=float(grad_norm), seconds=time.monotonic() - t0, **parts)
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            end_of_epoch = step % per_epoch == 0 or step == total
+            if end_of_epoch or (config.eval_every and step % config.eval_every == 0):
+                validate()
+            if end_of_epoch:
+                log.write("epoch", epoch=epoch, step=step, wall_s=progress_state["wall_s"])
+            if end_of_epoch or time.monotonic() - last_ckpt >= 60 * config.checkpoint_minutes:
+                checkpoint()
+                last_ckpt = time.monotonic()
+    bar.close()
+    return _finish(model, config, recipe, progress_state, log)
+
+
+def _finish(model: CNNF, config: TrainConfig, recipe: Recipe, progress_state: dict,
+            log: JsonlLog) -> dict[str, Any]:
+    out = Path(config.out)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    best = load_checkpoint(out / "best.pt")
+    summary.update(config=asdict(config), steps=progress_state["step"],
+                   wall_s=progress_state["wall_s"], best_step=best["step"], val=best["val"])
+    if config.test and "test" not in summary:
+        model.load_state_dict(best["model"])
+        x_test, y_test = recipe.load("test", config.data_dir)
+        summary["test"] = evaluate(model, torch.from_numpy(x_test), torch.from_numpy(y_test),
+                                   config.eval_batch_size)
+        log.write("test", step=best["step"], **summary["test"])
+    summary_path.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
