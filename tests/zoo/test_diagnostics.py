@@ -62,8 +62,10 @@ def test_records_cover_every_step_and_image(setup, traces):
     n_steps = len(tr.result.trajectory.steps)
     assert len(tr.steps) == n_steps * len(x)
     assert {r.name for r in tr.steps} >= {"init", "h", "y"} | set(model.switch_sites)
-    h_records = [r for r in tr.steps if r.name != "h" and r.step > 0]
-    assert all(r.h_dist == 0.0 for r in h_records)  # only h-steps move h
+    # each step moves only its own block: h-steps move h, z/t steps switches/positions
+    assert all(r.h_dist == 0.0 for r in tr.steps if r.name != "h")
+    assert all(r.units_changed == 0 for r in tr.steps if r.name in ("init", "h", "y"))
+    assert any(r.units_changed > 0 for r in tr.steps)
 
 
 def test_exact_and_guarded_never_decrease(traces):
@@ -113,7 +115,7 @@ def test_fixed_point_matches_engine_states(traces):
 def _step(image, step, cycle, name, lj, decreased=False, changed=True):
     return StepRecord(image=image, label=0, variant="v", condition="c", step=step, cycle=cycle,
                       name=name, log_joint=lj, terms={"a": lj}, objective=lj, pred=0, h_dist=0.0,
-                      changed=changed, decrease=1.0 if decreased else 0.0, decreased=decreased)
+                      units_changed=int(changed), changed=changed, decrease=1.0 if decreased else 0.0, decreased=decreased)
 
 
 def _run(image, label, preds, fp, g=(0, 0), b=(0, 0)):

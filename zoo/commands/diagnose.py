@@ -72,12 +72,18 @@ def load_net(model: str, checkpoint: str | None, untrained: bool):
             return create_model(model, pretrained=checkpoint), checkpoint
         if not checkpoint and not untrained and has_weights(model):
             return create_model(model, pretrained=True), "bundled weights"
-        net, source = create_model(model), "random init (untrained)"
+        if not checkpoint:
+            return create_model(model), "random init (untrained)"
+        from zoo.training.checkpoint import load_checkpoint, model_state
+        ckpt = load_checkpoint(checkpoint)
+        arch = {k: v for k, v in ckpt.get("config", {}).items() if k in ("ind", "norm")}
+        net = create_model(model, **arch)  # the feedback level and norm it was trained with
+        net.load_state_dict(model_state(ckpt))
+        return net, checkpoint
     if checkpoint:
         from zoo.training.checkpoint import load_checkpoint, model_state
         net.load_state_dict(model_state(load_checkpoint(checkpoint)))
-        source = checkpoint
-    return net, source
+    return net, checkpoint or source
 
 
 def load_data(args, input_shape, classes: int):

@@ -110,7 +110,8 @@ def plot_terms(steps: Sequence[StepRecord], path: str | os.PathLike) -> None:
             ax.set(title=f"{v} / {c}: term − initial (median)", xlabel="cycle")
             ax.axhline(0, color="k", lw=0.5)
     if names:
-        axes[0][-1].legend(fontsize=7, loc="best")
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center",
+                   ncols=min(len(names), 6), fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -181,7 +182,8 @@ def class_templates(model, params, x, labels):
 
 def ancestral_samples(model, params, state, seed: int = 0):
     """Ancestral draws of model B (``dgm.program``), one per row of ``state`` (whose frozen
-    norm scales they use). Returns the sampled h (n, *level0) and classes y (n,), or None
+    norm scales they use). Returns the rendering g_0 of each drawn (y, z, t) — the mean of the
+    drawn h, whose σ² noise would hide it — (n, *level0) and the drawn classes y (n,), or None
     when ``dgm.program`` is not available."""
     try:
         from dgm.handlers import seed as seeded
@@ -191,7 +193,8 @@ def ancestral_samples(model, params, state, seed: int = 0):
     with seeded(seed=seed):
         drawn, _ = generative_program(model, params, state.batch_size, normalisation="B",
                                       norm_scales=state.norm_scales)
-    return to_numpy(drawn.h), to_numpy(drawn.y)
+    g0, _ = model.render(params, drawn)
+    return to_numpy(g0), to_numpy(drawn.y)
 
 
 def plot_templates(model, params, x, labels, path: str | os.PathLike, class_names=None,
@@ -215,12 +218,12 @@ def plot_templates(model, params, x, labels, path: str | os.PathLike, class_name
             ax = axes[1][c]
             ax.imshow(level0_image(h[c]), cmap="gray")
             ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"sample y={int(y[c])}", fontsize=7)
+            ax.set_title(f"draw y={int(y[c])}", fontsize=7)
     axes[0][0].set_ylabel("template", fontsize=8)
     if samples is not None:
-        axes[1][0].set_ylabel("B sample h", fontsize=8)
+        axes[1][0].set_ylabel("model B draw: g0", fontsize=8)
     note = ("class templates (plain gates of a real image per class)"
-            + (" and ancestral samples of model B (dgm.program)" if samples is not None
+            + (" and ancestral draws of model B (dgm.program; shown: g0, the mean of h)" if samples is not None
                else "; ancestral samples skipped: dgm.program not available"))
     fig.suptitle(note, fontsize=8)
     fig.savefig(path, dpi=110)

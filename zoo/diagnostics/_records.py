@@ -18,10 +18,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 import inference
-from backends import get_backend
 from dgm import DGM, LogJoint, State
 from inference import Options, Result
-from inference._engine import _same_state
 
 # dgm-math §4.6: "non-decreasing" means new ≥ old − rtol·(1 + Σ|terms|)
 RTOL = {"float64": 1e-10, "float32": 1e-4}
@@ -32,7 +30,9 @@ class StepRecord:
     """The state right after one step of one image's run.
 
     ``step`` counts recorded steps (0 = the initial plain-CNN state); ``name`` is "init", "h",
-    a switch/pool site path (the z/t block of that layer) or "y". ``decrease`` is
+    a switch/pool site path (the z/t block of that layer) or "y". ``h_dist`` is ‖h_new − h_old‖,
+    ``units_changed`` the number of switch (z) and pool-position (t) entries this step changed,
+    ``changed`` whether anything (h, y, z, t) changed. ``decrease`` is
     max(0, previous log joint − this one) and ``decreased`` says whether it exceeds the tolerance.
     """
     image: int
@@ -47,6 +47,7 @@ class StepRecord:
     objective: float
     pred: int
     h_dist: float
+    units_changed: int
     changed: bool
     decrease: float
     decreased: bool
@@ -129,13 +130,15 @@ def step_records(model: DGM, params: Mapping[str, Any], result: Result, labels, 
         pred = to_numpy(step.state.y).astype(int)
         if prev_state is None:
             h_dist = np.zeros(n)
+            units = np.zeros(n, dtype=int)
             changed = np.zeros(n, dtype=bool)
             drop = np.zeros(n)
             decreased = np.zeros(n, dtype=bool)
         else:
             dh = to_numpy(step.state.h - prev_state.h).reshape(n, -1)
             h_dist = np.sqrt((dh ** 2).sum(-1))
-            changed = ~to_numpy(_same_state(get_backend(step.state.h), prev_state, step.state))
+            units = changed_units(prev_state, step.state)
+            changed = (h_dist > 0) | (units > 0) | (pred != to_numpy(prev_state.y))
             drop = np.maximum(prev_total - total, 0.0)
             decreased = drop > tolerance(lj, dtype)
         for i in range(n):
@@ -144,7 +147,8 @@ def step_records(model: DGM, params: Mapping[str, Any], result: Result, labels, 
                 step=k, cycle=int(step.cycle), name=step.name, log_joint=float(total[i]),
                 terms={name: float(v[i]) for name, v in terms.items()},
                 objective=float(objective[i]), pred=int(pred[i]), h_dist=float(h_dist[i]),
-                changed=bool(changed[i]), decrease=float(drop[i]), decreased=bool(decreased[i])))
+                units_changed=int(units[i]), changed=bool(changed[i]), decrease=float(drop[i]),
+                decreased=bool(decreased[i])))
         prev_state, prev_total = step.state, total
     return out
 
@@ -176,6 +180,16 @@ def run_records(model: DGM, params: Mapping[str, Any], result: Result, labels,
             pred_b_init=int(b_init[i]), pred_b_final=int(b_final[i]),
             decreases=sum(r.decreased for r in recs)))
     return out
+
+
+def changed_units(old: State, new: State) -> np.ndarray:
+    """Per example, how many z and t entries differ between two states (N,) int."""
+    n = old.batch_size
+    total = np.zeros(n, dtype=int)
+    for before, after in ((old.z, new.z), (old.t, new.t)):
+        for key in before:
+            total += to_numpy(before[key] != after[key]).reshape(n, -1).sum(-1)
+    return total
 
 
 def fixed_point_cycle(records: Sequence[StepRecord], cycles_run: int) -> int | None:
