@@ -46,7 +46,7 @@ class EvalConfig:
         transfer_from: name of the source model of the transfer attack.
     """
     eps: tuple[float, ...] = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
-    attacks: tuple[str, ...] = ("first", "e2e", "e2e-sum", "bpda", "transfer")
+    attacks: tuple[str, ...] = TARGETS
     readouts: tuple[str, ...] = ("last", "avg")
     steps: int = 40
     step_scale: float = 2.5

@@ -1,0 +1,205 @@
+"""Tests for zoo.evaluation on tiny DGMs and random data: the attack targets differentiate what
+they claim (the e2e target attacks the scored readout), the worst case / paired statistics
+agree with per-image references, outputs are written, and runs are deterministic."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dgm import DGM
+from dgm import layers as L
+from inference import Options
+from zoo.attacks import mcnemar_exact, wilson_interval
+from zoo.cli import build_parser
+from zoo.evaluation import (TARGETS, CheckConfig, EvalConfig, attack_inputs, bpda_surrogate,
+                            build_target, evaluate, fixed_subset, records, run_evaluation,
+                            worst_cases)
+from zoo.evaluation.runner import score
+from zoo.models.cnnf import CNNF
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest single-threaded (and the CI machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(cycles: int, mode: str = "exact", norm: str = "none", seed: int = 0) -> CNNF:
+    """1×6×6 inputs: conv 3×3 (3 ch) + switch + 2×2 max-pool, dense 27→8 + switch, 3 classes."""
+    layers = [L.Conv2d(1, 3, 3, padding=1), L.Switch(3), L.MaxPool(2), L.Flatten(),
+              L.Dense(27, 8), L.Switch(8)]
+    model = DGM(layers, classes=3, input_shape=(1, 6, 6), norm=norm)
+    options = Options() if mode == "exact" else Options.original()
+    return CNNF(model, cycles=cycles, options=options, seed=seed).eval()
+
+
+def data(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 6, 6, generator=g) * 2 - 1, torch.randint(0, 3, (n,), generator=g)
+
+
+def input_grad(fn, x):
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(fn(xg).sum(), [xg])
+    return g
+
+
+@pytest.mark.parametrize("mode", ["exact", "original"])
+@pytest.mark.parametrize("readout", ["last", "avg"])
+def test_e2e_targets_attack_the_scored_readout(mode, readout):
+    net, (x, y) = tiny(2, mode), data()
+    ce = lambda logits: F.cross_entropy(logits, y, reduction="none")  # noqa: E731
+    reference = {
+        "e2e": lambda z: ce(net(z, readout=readout)),
+        "e2e-sum": lambda z: sum(ce(p) for p in net.forward_passes(z)),
+        "first": lambda z: ce(net.forward_passes(z, 0)[0]),
+    }
+    for target, ref in reference.items():
+        loss_fn, predict = build_target(net, target, readout)
+        torch.testing.assert_close(loss_fn(x, y), ref(x))
+        torch.testing.assert_close(input_grad(lambda z: loss_fn(z, y), x), input_grad(ref, x))
+        scored = net.first_pass(x) if target == "first" else net(x, readout=readout)
+        torch.testing.assert_close(predict(x), scored)
+
+
+@pytest.mark.parametrize("readout", ["last", "avg"])
+def test_bpda_value_is_the_scored_readout(readout):
+    net, (x, y) = tiny(3, "original"), data()
+    loss_fn, predict = build_target(net, "bpda", readout)
+    torch.testing.assert_close(loss_fn(x, y), F.cross_entropy(net(x, readout=readout), y,
+                                                              reduction="none"))
+    torch.testing.assert_close(predict(x + 0.01), net(x + 0.01, readout=readout))
+    assert input_grad(lambda z: loss_fn(z, y), x).abs().sum() > 0
+
+
+def test_bpda_surrogate_of_a_plain_cnn_is_the_cnn():
+    """With no cycles the fixed latents are the CNN's own gates: the surrogate must reproduce
+    the CNN's logits and its exact input gradient (a ReLU/max-pool net is locally linear)."""
+    net, (x, _) = tiny(0), data()
+    value, surrogate = bpda_surrogate(net, x, "last")
+    torch.testing.assert_close(value, net(x))
+    torch.testing.assert_close(surrogate, net(x))
+    w = torch.randn(3, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(input_grad(lambda z: bpda_surrogate(net, z, "last")[1] @ w, x),
+                               input_grad(lambda z: net(z) @ w, x))
+
+
+def test_a_cnn_gets_one_gradient_attack_for_every_target():
+    net, (x, y) = tiny(0), data()
+    cfg = EvalConfig(eps=(0.1,), steps=3, batch_size=5)
+    inputs = [attack_inputs(net, t, "last", x, y, 0.1, cfg, seed=3) for t in TARGETS]
+    for other in inputs[1:]:
+        torch.testing.assert_close(other, inputs[0])
+
+
+def run_tiny(tmp_path=None, seed=0, **overrides):
+    models = {"CNN": tiny(0, seed=1), "CNN-F": tiny(2, "original", seed=2)}
+    x, y = data(10)
+    cfg = EvalConfig(**{**dict(eps=(0.0, 0.1, 0.3), steps=2, batch_size=5, seed=seed,
+                               attacks=TARGETS + ("transfer",), transfer_from="CNN"),
+                        **overrides})
+    if tmp_path is None:
+        return models, x, y, evaluate(models, x, y, cfg, keep=len(y), progress=False,
+                                      log=lambda s: None)
+    check = CheckConfig(n=6, large_steps=3, spsa_n=3, spsa_samples=4, spsa_steps=2,
+                        repeat_n=3, repeat_steps=2)
+    return models, x, y, run_evaluation(models, x, y, cfg, tmp_path, check=check,
+                                        header={"dataset": "tiny"}, strip_n=3,
+                                        progress=False, log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def tiny_eval():
+    torch.set_num_threads(1)
+    return run_tiny()
+
+
+def test_worst_case_and_paired_test_match_per_image_references(tiny_eval):
+    models, x, y, ev = tiny_eval
+    wc = worst_cases(ev)
+    recs = records(ev, {m: n.cycles for m, n in models.items()}, {}, {})
+    for (m, r, e), summary in wc.items():
+        cols = [c.correct.numpy() for (mm, rr, a, ee), c in ev.cells.items()
+                if (mm, rr, ee) == (m, r, e)]
+        robust = np.logical_and.reduce(cols)
+        assert summary.robust.numpy().tolist() == robust.tolist()
+        assert all(summary.accuracy <= c.mean() for c in cols)
+        rec = next(d for d in recs if d["kind"] == "worst_case"
+                   and (d["model"], d["readout"], d["eps"]) == (m, r, e))
+        assert (rec["lo"], rec["hi"]) == pytest.approx(wilson_interval(robust.sum(), len(y)))
+    for d in (d for d in recs if d["kind"] == "paired_test"):
+        a, b = wc[tuple(d["a"]) + (d["eps"],)].robust, wc[tuple(d["b"]) + (d["eps"],)].robust
+        assert d["b01"] == int((~a & b).sum()) and d["b10"] == int((a & ~b).sum())
+        assert d["p_value"] == pytest.approx(mcnemar_exact(a, b)["p_value"])
+
+
+def test_cells_score_what_they_claim(tiny_eval):
+    models, x, y, ev = tiny_eval
+    source = ev.cells[("CNN", "last", "first", 0.3)].x_adv
+    for (m, r, a, e), cell in ev.cells.items():
+        net = models[m]
+        assert cell.pass_correct.shape == (net.cycles + 1, len(y))
+        if r == "last":  # the scored readout is the last pass
+            assert torch.equal(cell.pass_correct[-1], cell.correct)
+        if e > 0:
+            assert (cell.x_adv - x).abs().max() <= 2 * e + 1e-6  # pixel -> input units
+            assert torch.equal(score(net, r, cell.x_adv, y)[0], cell.correct)
+        else:
+            assert torch.equal(cell.x_adv, x)
+    transfer = ev.cells[("CNN-F", "last", "transfer", 0.3)]
+    assert torch.equal(transfer.correct, score(models["CNN-F"], "last", source, y)[0])
+    assert torch.equal(ev.cells[("CNN", "last", "e2e", 0.1)].correct,
+                       ev.cells[("CNN", "last", "first", 0.1)].correct)
+
+
+def test_evaluation_is_deterministic_and_seeded():
+    quick = dict(attacks=("first", "e2e"), readouts=("last",), eps=(0.0, 0.1))
+    *_, a = run_tiny(seed=0, **quick)
+    *_, b = run_tiny(seed=0, **quick)
+    *_, c = run_tiny(seed=1, **quick)
+    assert a.cells.keys() == b.cells.keys()
+    for k in a.cells:
+        assert torch.equal(a.cells[k].x_adv, b.cells[k].x_adv)
+        assert torch.equal(a.cells[k].correct, b.cells[k].correct)
+    k = ("CNN-F", "last", "e2e", 0.1)
+    assert not torch.equal(a.cells[k].x_adv, c.cells[k].x_adv)
+    s = fixed_subset(100, 20, 5)
+    assert np.array_equal(s, fixed_subset(100, 20, 5)) and len(set(s)) == 20
+    assert np.all(np.diff(s) > 0) and not np.array_equal(s, fixed_subset(100, 20, 6))
+
+
+def test_outputs_are_written(tmp_path):
+    run_tiny(tmp_path, eps=(0.0, 0.1), readouts=("last",))
+    recs = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    kinds = {d["kind"] for d in recs}
+    assert {"config", "cell", "worst_case", "paired_test", "check", "repair"} <= kinds
+    assert recs[0]["kind"] == "config" and recs[0]["n_examples"] == 10
+    checks = [d for d in recs if d["kind"] == "check"]
+    names = {d["name"].split("[")[0] for d in checks}
+    assert {"accuracy_vanishes_at_large_eps", "more_steps_never_help", "blackbox_not_stronger",
+            "repeatable"} <= names
+    assert all(d["passed"] for d in checks if d["name"].startswith("repeatable"))
+    table = (tmp_path / "table.md").read_text()
+    assert "| CNN-F | last | e2e | last |" in table and "McNemar" in table
+    pngs = sorted(tmp_path.glob("*.png"))
+    assert {p.name for p in pngs} >= {"accuracy_vs_eps.png", "accuracy_over_iterations.png"}
+    assert any(p.name.startswith("repair_") for p in pngs)
+    for p in pngs:
+        assert Image.open(p).size[0] > 100
+
+
+def test_cli_parses_eval_and_demo_options():
+    args = build_parser().parse_args(["eval", "fashion-mnist", "--out", "o", "--eps", "0,0.05",
+                                      "--models", "a,b=w.safetensors", "--attacks", "e2e"])
+    assert args.eps == (0.0, 0.05) and args.models == ("a", "b=w.safetensors")
+    assert args.attacks == ("e2e",) and args.n_examples == 1000 and args.steps == 40
+    demo = build_parser().parse_args(["demo"])
+    assert demo.out == "out/demo" and demo.readouts == ("last",)
