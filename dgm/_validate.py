@@ -30,3 +30,30 @@ def check_array(name: str, x: Any, *, shape_tail: tuple | None = None, like: Any
     if floating and finite and not bool(ops.xp.isfinite(x).all()):
         raise DGMError(f"{name} contains NaN or inf")
     return ops
+
+
+def check_latent(name: str, x: Any, shape: tuple, kind: str, like: Any,
+                 high: int | None = None) -> None:
+    """A discrete latent: same backend as ``like``, ``kind`` "bool" or "integer", exact
+    ``shape`` and (integers) values in ``0..high-1``."""
+    ops, like_ops = check_array(name, x, floating=False), get_backend(like)
+    if ops is not like_ops:
+        raise TypeError(f"{name} is a {ops.describe(x)} but the parameters are "
+                        f"{like_ops.describe(like)}; use one backend for both")
+    if _dtype_kind(x) != kind:
+        raise TypeError(f"{name} must be a {kind} array, got {ops.describe(x)}")
+    if tuple(x.shape) != tuple(shape):
+        raise DGMError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+    if high is not None and bool(((x < 0) | (x >= high)).any()):
+        raise DGMError(f"{name} must hold values in 0..{high - 1}")
+
+
+def _dtype_kind(x: Any) -> str:
+    """"bool", "integer" or "float"/"other" for a numpy array or torch tensor (no torch import)."""
+    dtype = x.dtype
+    if str(dtype) in ("bool", "torch.bool"):
+        return "bool"
+    kind = getattr(dtype, "kind", None)
+    if kind is not None:  # numpy
+        return "integer" if kind in "iu" else "other"
+    return "other" if dtype.is_floating_point or dtype.is_complex else "integer"

@@ -16,7 +16,7 @@ from backends import DGMError, backend_by_name, get_backend
 
 from . import _traverse as T
 from ._hooks import FixedLatents, NormPolicy, PlainPass
-from ._validate import check_array
+from ._validate import check_array, check_latent
 from .layers import Dense, Initializer, Layer, MaxPool, Switch
 from .state import State
 
@@ -77,6 +77,7 @@ class DGM:
             raise DGMError(f"the skeleton must end in a flat feature (add Flatten/Dense); "
                            f"it ends with shape {top}")
         self.top_features = top[0]
+        self.param_shapes()  # every layer checks its input (e.g. a Switch's channel count)
         leaves = list(T.iter_layers(self.layers))
         self.switch_sites = tuple(p for p, layer in leaves if isinstance(layer, Switch))
         self.pool_sites = tuple(p for p, layer in leaves if isinstance(layer, MaxPool))
@@ -242,8 +243,8 @@ class DGM:
         if observed not in ("input", "level0"):
             raise DGMError(f"observed must be 'input' or 'level0', got {observed!r}")
         ops, like = self.check_params(params)
-        self.check_state(state, like)
         x_obs = self.encode(params, x) if observed == "input" else x
+        self.check_state(state, like, x_obs=x_obs)
         g0, hooks = self.render(params, state)
         terms = {"class": self.class_log_prior(params, state.y)}
         for path in self.switch_sites:
@@ -309,24 +310,30 @@ class DGM:
             cols.append(s[:, k] - r)
         return ops.xp.stack(cols, -1) if ops.name == "numpy" else ops.xp.stack(cols, dim=-1)
 
-    def check_state(self, state: State, like) -> None:
-        """Shapes, dtypes and completeness of ``state`` against this model."""
+    def check_state(self, state: State, like, x_obs=None) -> None:
+        """Shapes, dtypes, value ranges and completeness of ``state`` against this model; with
+        ``x_obs``, also the level-0 observation x̃ (shape, backend, finite, same batch)."""
         if not isinstance(state, State):
             raise TypeError(f"state must be a dgm.State, got {type(state).__name__}")
         check_array("state.h", state.h, shape_tail=self.level0_shape, like=like)
         n = state.batch_size
-        if tuple(state.y.shape) != (n,):
-            raise DGMError(f"state.y must have shape ({n},), got {tuple(state.y.shape)}")
+        check_latent("state.y", state.y, (n,), "integer", like, self.classes)
         for path in self.switch_sites:
             if path not in state.z:
                 raise DGMError(f"state.z has no entry for switch {path!r}")
-            want = (n,) + tuple(self.shapes[path])
-            if tuple(state.z[path].shape) != want:
-                raise DGMError(f"state.z[{path!r}] must have shape {want}, "
-                               f"got {tuple(state.z[path].shape)}")
+            check_latent(f"state.z[{path!r}]", state.z[path], (n,) + tuple(self.shapes[path]),
+                         "bool", like)
         for path in self.pool_sites:
             if path not in state.t:
                 raise DGMError(f"state.t has no entry for pool {path!r}")
+            layer = self.site_layer[path]
+            check_latent(f"state.t[{path!r}]", state.t[path],
+                         (n,) + tuple(layer.out_shape(self.shapes[path])), "integer", like,
+                         layer.kernel_size ** 2)
+        if x_obs is not None:
+            check_array("x", x_obs, shape_tail=self.level0_shape, like=like)
+            if x_obs.shape[0] != n:
+                raise DGMError(f"x has batch size {x_obs.shape[0]} but the state has {n}")
 
 
 def _guess_input_shape(layers: Sequence[Layer]) -> tuple[int, ...]:

@@ -57,7 +57,7 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
     if initial_state is None:
         state, logits = model.plain_state(params, x_obs)
     else:
-        model.check_state(initial_state, params["head.weight"])
+        model.check_state(initial_state, model.check_params(params)[1], x_obs=x_obs)
         state = initial_state
         logits = model.logits(params, state)
     if options.feedback == "softmax" and state.q is None:
