@@ -112,10 +112,11 @@ def test_fixed_point_matches_engine_states(traces):
             assert changed
 
 
-def _step(image, step, cycle, name, lj, decreased=False, changed=True):
+def _step(image, step, cycle, name, lj, decreased=False, changed=True, units=0):
     return StepRecord(image=image, label=0, variant="v", condition="c", step=step, cycle=cycle,
                       name=name, log_joint=lj, terms={"a": lj}, objective=lj, pred=0, h_dist=0.0,
-                      units_changed=int(changed), changed=changed, decrease=1.0 if decreased else 0.0, decreased=decreased)
+                      units_changed=units, changed=changed, decrease=1.0 if decreased else 0.0,
+                      decreased=decreased)
 
 
 def _run(image, label, preds, fp, g=(0, 0), b=(0, 0)):
@@ -126,8 +127,8 @@ def _run(image, label, preds, fp, g=(0, 0), b=(0, 0)):
 
 
 def test_summary_against_hand_counts():
-    steps = [_step(0, 0, 0, "init", 0), _step(0, 1, 1, "h", 1), _step(0, 2, 1, "3", 0.5, True),
-             _step(0, 3, 1, "y", 0.5),
+    steps = [_step(0, 0, 0, "init", 0), _step(0, 1, 1, "h", 1),
+             _step(0, 2, 1, "3", 0.5, True, units=4), _step(0, 3, 1, "y", 0.5),
              _step(1, 0, 0, "init", 0), _step(1, 1, 1, "h", -1, True), _step(1, 2, 1, "3", 0),
              _step(1, 3, 1, "y", 0)]
     runs = [_run(0, 1, [0, 1], 1), _run(1, 1, [1, 0, 0], None, g=(1, 2), b=(1, 0)),
@@ -144,6 +145,7 @@ def test_summary_against_hand_counts():
     assert row["gb_disagree_init"] == 0.25 and row["gb_disagree_final"] == 0.25
     assert row["delta_log_joint_median"] == 1.5
     table = format_summary([row])
+    assert row["last_cycle_units_median"] == 2.0  # last cycle: 4 units (image 0), 0 (image 1)
     assert table.count("\n") == 3 and "| v | c | 4 | 6 | 33.3%" in table
 
 

@@ -139,5 +139,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(diagnosis.summary))
     print(json.dumps({"out": str(Path(args.out)), "images": len(x), "weights": source,
                       "diagnose_s": round(diagnosis.seconds, 1),
+                      "diagnose_cpu_s": round(diagnosis.cpu_seconds, 1),
                       "total_s": round(time.perf_counter() - start, 1)}))
     return 0

@@ -32,9 +32,11 @@ def _plt():
     return plt
 
 
-def _curves(steps: Sequence[StepRecord], value) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+def _curves(steps: Sequence[StepRecord], value, relative: bool = True
+            ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
     """(variant, condition) → (x positions in cycles (S,), values (images, S)), each image's
-    values minus its initial value; shorter runs (stopped at a fixed point) carried forward."""
+    values minus its initial value (``relative``); runs that stopped at a fixed point are
+    carried forward (their value, or 0 when not ``relative``: nothing changes any more)."""
     runs: dict[tuple[str, str], dict[int, list[StepRecord]]] = {}
     for s in steps:
         runs.setdefault((s.variant, s.condition), {}).setdefault(s.image, []).append(s)
@@ -45,9 +47,10 @@ def _curves(steps: Sequence[StepRecord], value) -> dict[tuple[str, str], tuple[n
         rows = []
         for recs in by_image.values():
             recs = sorted(recs, key=lambda r: r.step)
-            v = np.array([value(r) for r in recs])
-            v = v - v[0]
-            rows.append(np.concatenate([v, np.full(len(pos) - len(v), v[-1])]))
+            v = np.array([value(r) for r in recs], dtype=float)
+            v = v - v[0] if relative else v
+            rows.append(np.concatenate([v, np.full(len(pos) - len(v), v[-1] if relative
+                                                   else 0.0)]))
         out[key] = (pos, np.stack(rows))
     return out
 
@@ -84,6 +87,25 @@ def plot_log_joint(steps: Sequence[StepRecord], path: str | os.PathLike) -> None
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set(title=f"{cond}: log joint − initial", xlabel="cycle", ylabel="Δ log p_G")
         ax.axhline(0, color="k", lw=0.5)
+        ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_units(steps: Sequence[StepRecord], path: str | os.PathLike) -> None:
+    """Switch and pool-position entries changed by each step (median, 10–90 % band), per
+    variant, one panel per condition: how far each cycle still is from a fixed point."""
+    plt = _plt()
+    curves = _curves(steps, lambda r: r.units_changed, relative=False)
+    conditions = list(dict.fromkeys(c for _, c in curves))
+    fig, axes = plt.subplots(1, len(conditions), figsize=(5.5 * len(conditions), 4),
+                             constrained_layout=True, squeeze=False)
+    for ax, cond in zip(axes[0], conditions):
+        for (variant, c), (pos, vals) in curves.items():
+            if c == cond:
+                _band(ax, pos, vals, variant)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set(title=f"{cond}: z/t entries changed per step", xlabel="cycle", ylabel="units")
         ax.legend()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ._diagnose import Diagnosis
-from ._plots import plot_accuracy, plot_log_joint, plot_repair, plot_templates, plot_terms
+from ._plots import (plot_accuracy, plot_log_joint, plot_repair, plot_templates, plot_terms,
+                     plot_units)
 from ._summary import format_summary
 
 NOTES = """\
@@ -48,11 +49,13 @@ def write_report(diagnosis: Diagnosis, out: str | os.PathLike, *, model, params,
     paths = {"steps": out / "steps.jsonl", "runs": out / "runs.jsonl",
              "summary_json": out / "summary.json", "summary_md": out / "summary.md",
              "log_joint": figs / "log_joint.png", "terms": figs / "terms.png",
-             "accuracy": figs / "accuracy.png", "templates": figs / "templates.png"}
+             "units": figs / "units_changed.png", "accuracy": figs / "accuracy.png",
+             "templates": figs / "templates.png"}
     write_jsonl(diagnosis.steps, paths["steps"])
     write_jsonl(diagnosis.runs, paths["runs"])
     plot_log_joint(diagnosis.steps, paths["log_joint"])
     plot_terms(diagnosis.steps, paths["terms"])
+    plot_units(diagnosis.steps, paths["units"])
     plot_accuracy(diagnosis.summary, paths["accuracy"])
     for (variant, condition), example in diagnosis.examples.items():
         key = f"repair_{variant}_{condition}"
@@ -61,6 +64,7 @@ def write_report(diagnosis: Diagnosis, out: str | os.PathLike, *, model, params,
                              f"(left: label, prediction per pass)", paths[key])
     template_note = plot_templates(model, params, x, labels, paths["templates"], class_names)
     facts = {**(meta or {}), **diagnosis.config, "seconds": round(diagnosis.seconds, 1),
+             "cpu_seconds": round(diagnosis.cpu_seconds, 1),
              "templates": template_note}
     paths["summary_json"].write_text(json.dumps({"config": facts, "summary": diagnosis.summary},
                                                 indent=2, default=str))

@@ -25,7 +25,8 @@ def summarize(steps: Sequence[StepRecord], runs: Sequence[RunRecord]) -> list[di
 
     Keys: ``variant``, ``condition``, ``images``, ``steps`` (transitions, step > 0),
     ``decreased_frac``, ``decreased_by_kind`` (kind → fraction of that kind's steps),
-    ``images_with_decrease_frac``, ``max_decrease``, ``fixed_point_frac`` (images whose run
+    ``images_with_decrease_frac``, ``max_decrease``, ``last_cycle_units_median`` (z/t entries
+    changed in each image's last cycle, median), ``fixed_point_frac`` (images whose run
     reached a fixed point), ``fixed_point_median``/``fixed_point_mean`` (cycles, over those),
     ``accuracy_by_pass`` (list), ``acc_first``, ``acc_last``, ``flip_frac``, ``flip_toward_frac``
     (wrong → right), ``flip_away_frac`` (right → wrong), ``flip_other_frac`` (wrong → other
@@ -50,12 +51,21 @@ def _step_stats(st: Sequence[StepRecord]) -> dict[str, Any]:
         kinds.setdefault(step_kind(s.name), []).append(s.decreased)
     dec_images = {s.image for s in st if s.decreased}
     images = {s.image for s in st}
+    last_cycle: dict[int, int] = {}
+    last_units: dict[int, int] = {}
+    for s in st:
+        if s.cycle > last_cycle.get(s.image, -1):
+            last_cycle[s.image], last_units[s.image] = s.cycle, 0
+        if s.cycle == last_cycle[s.image]:
+            last_units[s.image] += s.units_changed
     return {
         "steps": len(st),
         "decreased_frac": _mean([s.decreased for s in st]),
         "decreased_by_kind": {k: _mean(v) for k, v in kinds.items()},
         "images_with_decrease_frac": len(dec_images) / max(len(images), 1),
         "max_decrease": max((s.decrease for s in st if s.decreased), default=0.0),
+        "last_cycle_units_median": float(np.median(list(last_units.values())))
+        if last_units else 0.0,
     }
 
 
@@ -100,9 +110,10 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     """The summary as a markdown table (one row per variant × condition)."""
     head = ("| variant | condition | images | steps | log-joint decreases (h / z,t / y) "
             "| images with a decrease | fixed point reached (median cycles) "
+            "| z/t changed in last cycle (median) "
             "| acc. pass 0 → last | flips (→ true / → away / other) | G ≠ B (init → final) "
             "| median Δ log p |")
-    lines = [head, "|" + " --- |" * 11]
+    lines = [head, "|" + " --- |" * 12]
     for r in rows:
         k = r["decreased_by_kind"]
         kinds = " / ".join(_pct(k.get(name)) if name in k else "–" for name in ("h", "z/t", "y"))
@@ -111,7 +122,8 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['variant']} | {r['condition']} | {r['images']} | {r['steps']} "
             f"| {_pct(r['decreased_frac'])} ({kinds}) | {_pct(r['images_with_decrease_frac'])} "
-            f"| {fp} | {_pct(r['acc_first'])} → {_pct(r['acc_last'])} "
+            f"| {fp} | {r['last_cycle_units_median']:g} "
+            f"| {_pct(r['acc_first'])} → {_pct(r['acc_last'])} "
             f"| {_pct(r['flip_frac'])} ({_pct(r['flip_toward_frac'])} / "
             f"{_pct(r['flip_away_frac'])} / {_pct(r['flip_other_frac'])}) "
             f"| {_pct(r['gb_disagree_init'])} → {_pct(r['gb_disagree_final'])} "
