@@ -1,0 +1,146 @@
+"""zoo.models.wrn: the WRN CNN-F as a DGM — parameter counts against original-cnnf.md §A.4,
+the rendering is the exact adjoint of the gated forward (residual DAG, projections, strides),
+the original's nearest head is k² × the adjoint, ``ind`` only re-cuts the network."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from dgm import layers as L
+from zoo.convert import recut
+from zoo.models.wrn import cnnf_wrn, wrn_blocks, wrn_dgm
+from zoo.registry import has_weights
+
+torch.set_num_threads(1)
+
+
+def _count(shapes) -> int:
+    return sum(math.prod(s) for s in shapes.values())
+
+
+def test_wrn40_2_has_the_original_unique_weight_count():
+    shapes = wrn_dgm(40, 2, ind=0).param_shapes()
+    assert _count(shapes) == 2_240_842
+    # the breakdown of §A.4: stem, groups 1-3 (6 blocks each), head biases, fc
+    group = lambda g: _count({k: s for k, s in shapes.items()  # noqa: E731
+                              if k.startswith("layers.") and
+                              1 + 6 * (g - 1) <= int(k.split(".")[1]) <= 6 * g})
+    assert shapes["layers.0.weight"] == (16, 3, 3, 3)
+    assert [group(g) for g in (1, 2, 3)] == [106_864, 426_720, 1_705_408]
+    assert math.prod(shapes["layers.20.bias"]) + shapes["head.bias"][0] == 138
+    assert shapes["head.weight"] == (10, 128)
+    # unchanged by where the feedback loop starts
+    assert _count(wrn_dgm(40, 2, ind=5).param_shapes()) == 2_240_842
+
+
+def test_structure_projections_and_levels():
+    pieces = wrn_blocks(40, 2)
+    blocks = [p[0] for p in pieces[1:-1]]
+    assert len(blocks) == 18 and all(isinstance(b, L.Residual) for b in blocks)
+    assert [i for i, b in enumerate(blocks) if b.projection is not None] == [0, 6, 12]
+    assert [b.body[0].stride for b in blocks[::6]] == [1, 2, 2]
+    assert wrn_dgm(40, 2, ind=0).level0_shape == (3, 32, 32)
+    assert wrn_dgm(40, 2, ind=5).level0_shape == (32, 32, 32)
+    assert wrn_dgm(16, 2).level0_shape == (32, 32, 32)  # default ind = n - 1 = 1
+    m = wrn_dgm(16, 2, ind=2)
+    assert len(m.encoder) == 3 and m.shapes["0.preact.0"] == (32, 32, 32)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="depth"):
+        wrn_dgm(15, 2)
+    with pytest.raises(ValueError, match="ind"):
+        wrn_dgm(16, 2, ind=3)
+    with pytest.raises(ValueError, match="widen"):
+        wrn_dgm(16, 0)
+    with pytest.raises(ValueError, match="head"):
+        wrn_dgm(16, 2, head="bilinear")
+    with pytest.raises(ValueError, match="mode"):
+        cnnf_wrn(depth=10, widen=1, mode="fast")
+
+
+def _random_params(model, seed):
+    rng = np.random.default_rng(seed)
+    params = model.init("numpy", seed=seed)
+    for k, v in params.items():
+        if k.endswith("bias"):
+            params[k] = rng.normal(size=v.shape) * 0.3
+    return params
+
+
+@pytest.mark.parametrize("ind", [0, 1])
+def test_rendering_is_the_adjoint_of_the_gated_forward(ind):
+    """<A M h, q> = <h, g_0(Aᵀq)> at fixed latents and frozen norm scales (float64), where
+    A M h = logits(h) − logits(0); with head="nearest", g_0 is 64 × the adjoint's."""
+    model = wrn_dgm(10, 1, ind=ind, head="adjoint")
+    params = _random_params(model, seed=ind)
+    rng = np.random.default_rng(10 + ind)
+    x = rng.uniform(-1, 1, size=(2, 3, 32, 32))
+    state, _ = model.plain_state(params, model.encode(params, x))
+    assert 0.1 < np.mean([z.mean() for z in state.z.values()]) < 0.9  # mixed gates
+    h = rng.normal(size=state.h.shape)
+    q = rng.normal(size=(2, 10))
+    amh = model.logits(params, state, h) - model.logits(params, state, 0 * h)
+    g0, _ = model.render(params, state, top=q @ params["head.weight"])
+    lhs, rhs = (amh * q).sum(1), (h * g0).reshape(2, -1).sum(1)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-9)
+    nearest = wrn_dgm(10, 1, ind=ind, head="nearest")
+    g0n, _ = nearest.render(params, state, top=q @ params["head.weight"])
+    np.testing.assert_allclose(g0n, 64 * g0, rtol=1e-9, atol=1e-12)
+
+
+def test_ind_only_recuts_the_network():
+    """The plain CNN pass is the same function for every feedback level (names re-cut)."""
+    base = wrn_dgm(16, 1, ind=0)
+    params = _random_params(base, seed=3)
+    x = np.random.default_rng(4).uniform(-1, 1, size=(2, 3, 32, 32))
+    ref = base.plain_state(params, base.encode(params, x))[1]
+    for ind in (1, 2):
+        m = wrn_dgm(16, 1, ind=ind)
+        p = {recut(k, len(m.encoder)): v for k, v in params.items()}
+        np.testing.assert_allclose(m.plain_state(p, m.encode(p, x))[1], ref, rtol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["exact", "original"])
+def test_torch_module_runs_and_differentiates(mode):
+    net = cnnf_wrn(depth=10, widen=1, cycles=1, ind=0, mode=mode,
+                   head="nearest" if mode == "original" else "adjoint")
+    x = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    passes = net.forward_passes(x)
+    assert len(passes) == 2 and passes[-1].shape == (2, 10)
+    passes[-1].sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    with torch.no_grad():
+        torch.testing.assert_close(net.first_pass(x), passes[0])
+
+
+def test_exports_and_registry():
+    assert zoo.cnnf_wrn is cnnf_wrn
+    names = zoo.list_models()
+    for n in ("cnnf_wrn_40_2", "cnn_wrn_40_2", "cnnf_wrn_16_2", "cnn_wrn_16_2"):
+        assert n in names
+    net = zoo.create_model("cnn_wrn_16_2")
+    assert net.cycles == 0 and net.card == {}
+    assert sum(p.numel() for p in net.parameters()) == _count(wrn_dgm(16, 2).param_shapes())
+
+
+def test_wrn40_pretrained_missing_names_the_file_and_the_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("DGM_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        cnnf_wrn(depth=40, widen=2, pretrained=True)
+    msg = str(err.value)
+    assert "cnnf_wrn_40_2.safetensors" in msg and "$DGM_WEIGHTS_DIR" in msg
+    assert "dgm zoo convert" in msg
+
+
+@pytest.mark.skipif(not has_weights("cnnf_wrn_16_2"), reason="no bundled WRN-16-2 weights")
+def test_bundled_wrn16_loads_and_classifies():
+    net = cnnf_wrn(depth=16, widen=2, pretrained=True)
+    assert net.card["sha256"] and net.card["arch"]["ind"] == 1
+    with torch.no_grad():
+        logits = net(torch.rand(4, 3, 32, 32) * 2 - 1)
+    assert logits.shape == (4, 10) and torch.isfinite(logits).all()
