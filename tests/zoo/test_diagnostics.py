@@ -9,7 +9,7 @@ import torch
 
 from dgm import DGM
 from dgm import layers as L
-from inference import Result, Step, Trajectory
+from inference import Result, Step, Trajectory, alternating_map
 from zoo.cli import main
 from zoo.diagnostics import (VARIANTS, RunRecord, StepRecord, diagnose, fixed_point_cycle,
                              format_summary, step_records, summarize, trace)
@@ -66,6 +66,14 @@ def test_records_cover_every_step_and_image(setup, traces):
     assert all(r.h_dist == 0.0 for r in tr.steps if r.name != "h")
     assert all(r.units_changed == 0 for r in tr.steps if r.name in ("init", "h", "y"))
     assert any(r.units_changed > 0 for r in tr.steps)
+
+
+def test_step_records_need_a_per_step_trajectory(setup):
+    model, params, x, y = setup
+    for record in ("none", "cycle"):
+        res = alternating_map(model, params, x, cycles=2, record=record)
+        with pytest.raises(ValueError, match="record='step'"):
+            step_records(model, params, res, y, variant="exact", condition="clean")
 
 
 def test_exact_and_guarded_never_decrease(traces):

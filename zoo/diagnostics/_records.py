@@ -113,8 +113,9 @@ def step_records(model: DGM, params: Mapping[str, Any], result: Result, labels, 
         labels: true classes (N,); image_ids: global image indices (default 0..N-1).
     """
     steps = result.trajectory.steps
-    if not steps or (len(steps) == 1 and result.cycles > 0):
-        raise ValueError("result must be recorded with record='step' (no per-step trajectory)")
+    if not steps or any(s.name == "cycle" for s in steps) or (len(steps) == 1 and result.cycles):
+        raise ValueError("result must come from alternating_map(..., record='step'); its "
+                         "trajectory has no per-step states")
     labels = to_numpy(labels).astype(int)
     n = len(labels)
     ids = list(range(n)) if image_ids is None else [int(i) for i in image_ids]
