@@ -86,18 +86,27 @@ def wrn_dgm(depth: int = 40, widen: int = 2, ind: int | None = None, num_classes
                input_shape=(3, 32, 32), norm=norm)
 
 
-def cnnf_wrn(depth: int = 40, widen: int = 2, cycles: int = 2, ind: int | None = None,
-             num_classes: int = 10, pretrained: bool | str | os.PathLike = False,
-             norm: str = "frozen", mode: str = "exact", readout: str = "last",
-             head: str = "adjoint", seed: int = 0) -> CNNF:
+DEFAULTS = {"cycles": 2, "ind": None, "norm": "frozen", "mode": "exact", "readout": "last",
+            "head": "adjoint"}
+"""Inference settings used when neither the caller nor a pretrained card sets them."""
+
+
+def cnnf_wrn(depth: int = 40, widen: int = 2, cycles: int | None = None,
+             ind: int | None = None, num_classes: int = 10,
+             pretrained: bool | str | os.PathLike = False, norm: str | None = None,
+             mode: str | None = None, readout: str | None = None, head: str | None = None,
+             seed: int = 0) -> CNNF:
     """The CIFAR-10 wide-ResNet CNN-F (``cycles=0``: its CNN baseline).
+
+    Settings left at None come from the weights' card ``arch`` when ``pretrained`` (so the
+    weights run with the inference they were trained with), else from ``DEFAULTS``.
 
     Args:
         depth, widen: WRN-depth-widen; depth = 6n + 4.
-        cycles: feedback cycles after the plain pass (released WRN-40-2: 2).
-        ind: feedback level (see the module docstring); None → n − 1 (5 for WRN-40).
-        pretrained: False, True (the registered weights of this architecture, looked up in
-            the package then ``$DGM_WEIGHTS_DIR``) or a path to a ``.safetensors`` file.
+        cycles: feedback cycles after the plain pass (default 2, the released WRN-40-2).
+        ind: feedback level (see the module docstring); default n − 1 (5 for WRN-40).
+        pretrained: False, True (``cnnf_wrn_<depth>_<widen>.safetensors``, or ``cnn_…`` for
+            cycles=0, looked up in ``zoo/weights`` then ``$DGM_WEIGHTS_DIR``) or a path.
         norm: "none" | "frozen" | "original" (how Norm layers act, dgm-math §1.6).
         mode: "exact" (exact engine) or "original" (CNN-F's heuristics, ``Options.original()``).
         readout: "last" or "avg".
@@ -107,24 +116,34 @@ def cnnf_wrn(depth: int = 40, widen: int = 2, cycles: int = 2, ind: int | None =
         >>> net(torch.zeros(4, 3, 32, 32)).shape
         torch.Size([4, 10])
     """
-    if mode not in ("exact", "original"):
-        raise ValueError(f"mode must be 'exact' or 'original', got {mode!r}")
-    options = Options() if mode == "exact" else Options.original()
-    net = CNNF(wrn_dgm(depth, widen, ind, num_classes, norm, head), cycles=cycles,
-               options=options, readout=readout, seed=seed)
-    net.card = {}
+    given = {"cycles": cycles, "ind": ind, "norm": norm, "mode": mode, "readout": readout,
+             "head": head}
+    path = None
     if pretrained is not False:
-        net.card = _load_pretrained(net, f"{'cnnf' if cycles else 'cnn'}_wrn_{depth}_{widen}",
-                                    pretrained)
+        kind = "cnn" if cycles == 0 else "cnnf"
+        path = _resolve(f"{kind}_wrn_{depth}_{widen}", pretrained)
+        from ..weights import read_card
+        card_arch = read_card(path).get("arch", {})
+        given = {k: card_arch.get(k) if v is None else v for k, v in given.items()}
+    a = {k: DEFAULTS[k] if v is None else v for k, v in given.items()}
+    if a["mode"] not in ("exact", "original"):
+        raise ValueError(f"mode must be 'exact' or 'original', got {a['mode']!r}")
+    options = Options() if a["mode"] == "exact" else Options.original()
+    net = CNNF(wrn_dgm(depth, widen, a["ind"], num_classes, a["norm"], a["head"]),
+               cycles=a["cycles"], options=options, readout=a["readout"], seed=seed)
+    net.card = {}
+    if path is not None:
+        from ..weights import load_weights
+        net.card = load_weights(net, path)
     return net
 
 
-def _load_pretrained(net: CNNF, name: str, pretrained) -> dict:
-    """Load ``name.safetensors`` (or the explicit path) into ``net``; returns its card."""
-    from ..weights import ENV_VAR, load_weights, resolve_weights
+def _resolve(name: str, pretrained):
+    """The weights file: ``name.safetensors`` (pretrained=True) or the explicit path."""
+    from ..weights import ENV_VAR, resolve_weights
     source = f"{name}.safetensors" if pretrained is True else pretrained
     try:
-        path = resolve_weights(source)
+        return resolve_weights(source)
     except FileNotFoundError as err:
         raise FileNotFoundError(
             f"{err}\nNo weights for {name} are bundled. Put {name}.safetensors (with its .json "
@@ -132,7 +151,6 @@ def _load_pretrained(net: CNNF, name: str, pretrained) -> dict:
             f"${ENV_VAR}/{name}`) or convert the official CNN-F checkpoint "
             f"(`dgm zoo convert CNNF_2_cifar.pt ${ENV_VAR}/{name}.safetensors --arch wrn`)."
         ) from None
-    return load_weights(net, path)
 
 
 @register_model
