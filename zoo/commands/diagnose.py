@@ -124,11 +124,16 @@ def run(args: argparse.Namespace) -> int:
     x = torch.as_tensor(x, dtype=dtype)
     y = torch.as_tensor(y, dtype=torch.int64)
     eps = pixel_to_input(args.eps)
-    diagnosis = diagnose(model, params, x, y, variants=args.variants, conditions=args.conditions,
-                         cycles=args.cycles, batch_size=args.batch_size, eps=eps,
-                         step_size=args.step_scale * eps / max(args.pgd_steps, 1),
-                         pgd_steps=args.pgd_steps, seed=args.seed, keep_examples=args.strip_n,
-                         progress=args.progress)
+    try:
+        diagnosis = diagnose(model, params, x, y, variants=args.variants,
+                             conditions=args.conditions, cycles=args.cycles,
+                             batch_size=args.batch_size, eps=eps,
+                             step_size=args.step_scale * eps / max(args.pgd_steps, 1),
+                             pgd_steps=args.pgd_steps, seed=args.seed,
+                             keep_examples=args.strip_n, progress=args.progress)
+    except ValueError as err:  # bad --variants / --conditions / --batch-size
+        print(f"dgm diagnose: {err}", file=sys.stderr)
+        return 2
     meta = {"model": args.model, "weights": source, "data": args.data, "offset": args.offset,
             "eps_pixel": args.eps, "command": "dgm " + " ".join(sys.argv[1:]),
             "threads": torch.get_num_threads()}
