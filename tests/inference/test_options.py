@@ -16,14 +16,14 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from backends import backend_by_name
 from dgm import DGM, State, layers as L
 from dgm import _traverse as T
 from inference import Options, alternating_map, joint_step, z_step
-from tests.strategies import problems
+from tests.strategies import TAU2, problems
 
 NP = backend_by_name("numpy")
 LOG_HALF = math.log(0.5)
@@ -69,6 +69,28 @@ def test_compat_options_at_exact_values_are_bit_identical(name, problem):
     compat, exact = EXACT_VALUES[name]
     assert compat.is_exact
     assert_bit_identical(run(problem, compat), run(problem, exact))
+
+
+UNGUARDED = {
+    "released_recipe": Options.original(),
+    "logit_feedback": Options(feedback="logits"),
+    "per_layer_blend": Options(blend=0.3),
+    "cnnf_h_update_with_obs": Options(h_update="original", eta=0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNGUARDED))
+def test_unguarded_heuristics_are_not_monotone(name):
+    """§3.6 / §5.13: hypothesis finds a run where the heuristic decreases J at some step — the
+    monotonicity property (tests/inference/test_monotone.py) is about exact/guarded steps only."""
+    def decreases(problem):
+        steps = run(problem, UNGUARDED[name]).trajectory.steps
+        j = np.array([s.objective for s in steps])
+        return bool((np.diff(j, axis=0) < -1e-6 * (1 + np.abs(j[:-1]))).any())
+
+    tau2 = st.floats(0.1, 10.0) if name == "cnnf_h_update_with_obs" else TAU2
+    find(problems(tau2=tau2), decreases, settings=settings(max_examples=500, database=None,
+                                                          phases=[Phase.generate]))
 
 
 # -- independent reference of CNN-F's forward rules ---------------------------------------------
