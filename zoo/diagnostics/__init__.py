@@ -13,12 +13,12 @@ The same from the command line: ``dgm diagnose fashion_cnnf --n-images 256 --out
 """
 from ._diagnose import (CONDITIONS, VARIANTS, Diagnosis, Example, attack_first_pass, diagnose,
                         with_noise)
-from ._records import (RunRecord, StepRecord, Trace, fixed_point_cycle, run_records, step_records,
-                       tolerance, trace)
+from ._records import (RunRecord, StepRecord, Trace, changed_units, fixed_point_cycle, gb_classes,
+                       run_records, step_records, tolerance, trace)
 from ._report import write_jsonl, write_report
 from ._summary import format_summary, summarize
 
 __all__ = ["CONDITIONS", "VARIANTS", "Diagnosis", "Example", "RunRecord", "StepRecord", "Trace",
-           "attack_first_pass", "diagnose", "fixed_point_cycle", "format_summary", "run_records",
-           "step_records", "summarize", "tolerance", "trace", "with_noise", "write_jsonl",
-           "write_report"]
+           "attack_first_pass", "changed_units", "diagnose", "fixed_point_cycle", "format_summary",
+           "gb_classes", "run_records", "step_records", "summarize", "tolerance", "trace",
+           "with_noise", "write_jsonl", "write_report"]

@@ -86,7 +86,7 @@ def attack_first_pass(model: DGM, params: Mapping[str, Any], x: torch.Tensor, y:
 
 def diagnose(model: DGM, params: Mapping[str, Any], x: torch.Tensor, labels: torch.Tensor, *,
              variants: Sequence[str] = ("exact", "original"),
-             conditions: Sequence[str] = CONDITIONS, cycles: int = 6, batch_size: int = 32,
+             conditions: Sequence[str] = CONDITIONS, cycles: int = 5, batch_size: int = 32,
              eps: float = 0.2, step_size: float = 0.071, pgd_steps: int = 7, seed: int = 0,
              keep_examples: int = 6, progress: bool | None = None) -> Diagnosis:
     """Likelihood diagnostics of alternating-MAP inference on ``x``.
@@ -136,11 +136,14 @@ def diagnose(model: DGM, params: Mapping[str, Any], x: torch.Tensor, labels: tor
                                         steps=pgd_steps, generator=gen)
             else:
                 xin = xb
+            init_classes = None  # every variant starts from the same plain state of xin
             for variant in variants:
                 with torch.no_grad():
                     tr = trace(model, params, xin, yb, options=VARIANTS[variant],
                                variant=variant, condition=condition, cycles=cycles,
-                               until_fixed_point=True, image_ids=ids)
+                               until_fixed_point=True, image_ids=ids,
+                               init_classes=init_classes)
+                init_classes = tr.init_classes
                 steps += tr.steps
                 runs += tr.runs
                 if b == 0 and keep_examples:

@@ -83,10 +83,12 @@ class RunRecord:
 
 @dataclass
 class Trace:
-    """What ``trace`` returns: the records and the engine's ``Result`` (for figures)."""
+    """What ``trace`` returns: the records, the engine's ``Result`` (for figures) and the G/B
+    classes of the initial state (reusable by other variants on the same input)."""
     steps: list[StepRecord]
     runs: list[RunRecord]
     result: Result = field(repr=False)
+    init_classes: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
 
 def to_numpy(a) -> np.ndarray:
@@ -154,18 +156,27 @@ def step_records(model: DGM, params: Mapping[str, Any], result: Result, labels, 
     return out
 
 
+def gb_classes(model: DGM, params: Mapping[str, Any], state: State) -> tuple[np.ndarray, ...]:
+    """Arg-max classes (N,) of model G (gated logits s) and model B (corrected logits s − R,
+    dgm-math §2.2, K renderings) at ``state``."""
+    return (to_numpy(model.logits(params, state)).argmax(-1),
+            to_numpy(model.corrected_logits(params, state)).argmax(-1))
+
+
 def run_records(model: DGM, params: Mapping[str, Any], result: Result, labels,
                 steps: Sequence[StepRecord], *, variant: str, condition: str,
-                image_ids: Sequence[int] | None = None) -> list[RunRecord]:
-    """One ``RunRecord`` per image from ``result`` and its ``steps`` (from ``step_records``)."""
+                image_ids: Sequence[int] | None = None,
+                init_classes: tuple[np.ndarray, np.ndarray] | None = None) -> list[RunRecord]:
+    """One ``RunRecord`` per image from ``result`` and its ``steps`` (from ``step_records``).
+
+    ``init_classes``: ``gb_classes`` of the initial state when already known (every variant
+    starts from the same plain-CNN state of an input; B costs K renderings)."""
     labels = to_numpy(labels).astype(int)
     n = len(labels)
     ids = list(range(n)) if image_ids is None else [int(i) for i in image_ids]
     preds = np.stack([to_numpy(s).argmax(-1) for s in result.logits], 0)  # (passes, N)
-    init, final = result.trajectory.steps[0].state, result.state
-    g_init, g_final = (to_numpy(model.logits(params, s)).argmax(-1) for s in (init, final))
-    b_init, b_final = (to_numpy(model.corrected_logits(params, s)).argmax(-1)
-                       for s in (init, final))
+    g_init, b_init = init_classes or gb_classes(model, params, result.trajectory.steps[0].state)
+    g_final, b_final = gb_classes(model, params, result.state)
     by_image: dict[int, list[StepRecord]] = {}
     for r in steps:
         by_image.setdefault(r.image, []).append(r)
@@ -204,7 +215,8 @@ def fixed_point_cycle(records: Sequence[StepRecord], cycles_run: int) -> int | N
 def trace(model: DGM, params: Mapping[str, Any], x, labels, *, options: Options | None = None,
           variant: str = "exact", condition: str = "clean", cycles: int = 5,
           until_fixed_point: bool = True, observed: str = "input",
-          image_ids: Sequence[int] | None = None) -> Trace:
+          image_ids: Sequence[int] | None = None,
+          init_classes: tuple[np.ndarray, np.ndarray] | None = None) -> Trace:
     """Run the engine on ``x`` recording every single step, and build the records.
 
     Args:
@@ -214,6 +226,8 @@ def trace(model: DGM, params: Mapping[str, Any], x, labels, *, options: Options 
         options: engine options (exact by default; ``Options.original()`` for CNN-F).
         variant, condition: names copied into the records ("exact"/"original", "clean"/"pgd").
         cycles: the number of cycles, or the maximum with ``until_fixed_point``.
+        init_classes: G and B classes of the plain state of ``x`` (``Trace.init_classes`` of
+            another variant's trace on the same ``x``); computed when None.
     Returns:
         ``Trace(steps, runs, result)``.
     Example:
@@ -225,6 +239,7 @@ def trace(model: DGM, params: Mapping[str, Any], x, labels, *, options: Options 
                                        observed=observed)
     steps = step_records(model, params, result, labels, variant=variant, condition=condition,
                          image_ids=image_ids)
+    init_classes = init_classes or gb_classes(model, params, result.trajectory.steps[0].state)
     runs = run_records(model, params, result, labels, steps, variant=variant,
-                       condition=condition, image_ids=image_ids)
-    return Trace(steps=steps, runs=runs, result=result)
+                       condition=condition, image_ids=image_ids, init_classes=init_classes)
+    return Trace(steps=steps, runs=runs, result=result, init_classes=init_classes)
