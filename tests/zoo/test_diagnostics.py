@@ -192,3 +192,17 @@ def test_cli_smoke_on_synthetic_data(tmp_path):
     assert summary["config"]["tau2"] == pytest.approx(1 / 9)
     for name in ("log_joint", "terms", "accuracy", "templates", "repair_exact_pgd"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_numpy_and_torch_records_agree(setup, traces):
+    model, params, x, y = setup
+    params_np = {k: v.numpy() for k, v in params.items()}
+    tr_np = trace(model, params_np, x.numpy(), y.numpy(), options=VARIANTS["exact"], cycles=6)
+    for a, b in zip(tr_np.steps, traces["exact"].steps, strict=True):
+        assert (a.step, a.image, a.name, a.pred, a.units_changed) == \
+            (b.step, b.image, b.name, b.pred, b.units_changed)
+        assert a.log_joint == pytest.approx(b.log_joint, rel=1e-12, abs=1e-12)
+        assert a.h_dist == pytest.approx(b.h_dist, rel=1e-12, abs=1e-12)
+    for a, b in zip(tr_np.runs, traces["exact"].runs, strict=True):
+        assert (a.preds, a.fixed_point, a.pred_b_init, a.pred_b_final) == \
+            (b.preds, b.fixed_point, b.pred_b_init, b.pred_b_final)
