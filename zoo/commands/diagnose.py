@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     meta = {"model": args.model, "weights": source, "data": args.data, "offset": args.offset,
             "eps_pixel": args.eps, "command": "dgm " + " ".join(sys.argv[1:]),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
     if math.isinf(tau2):
         meta["warning"] = "tau2 = inf: the objective does not depend on x (dgm-math §3.1)"
     write_report(diagnosis, args.out, model=model, params=params, x=x, labels=y, meta=meta,
