@@ -3,6 +3,7 @@ the rendering is the exact adjoint of the gated forward (residual DAG, projectio
 the original's nearest head is k² × the adjoint, ``ind`` only re-cuts the network."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -144,3 +145,31 @@ def test_bundled_wrn16_loads_and_classifies():
     with torch.no_grad():
         logits = net(torch.rand(4, 3, 32, 32) * 2 - 1)
     assert logits.shape == (4, 10) and torch.isfinite(logits).all()
+
+
+def test_seed_table_layout_and_consistency(tmp_path):
+    from zoo.evaluation.cifar10 import COLUMNS, TableConfig, seed_table, write_table
+    cnn = cnnf_wrn(depth=10, widen=1, cycles=0, ind=0, seed=1)
+    cnnf = cnnf_wrn(depth=10, widen=1, cycles=1, ind=0, seed=1, mode="original")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1, torch.randint(0, 10, (3,), generator=g)
+    config = TableConfig(pgd_steps=2, spsa_steps=1, spsa_samples=2, batch_size=2)
+    rows = seed_table(cnn, cnnf, x, y, config, log=lambda s: None)
+    assert [(r["model"], r["readout"]) for r in rows] == [
+        ("CNN", "last"), ("CNN-F (last)", "last"), ("CNN-F (avg)", "avg")]
+    with torch.no_grad():
+        clean = [(cnn(x).argmax(1) == y).float().mean(),
+                 (cnnf(x, readout="last").argmax(1) == y).float().mean(),
+                 (cnnf(x, readout="avg").argmax(1) == y).float().mean()]
+    for r, acc in zip(rows, clean):
+        assert r["cells"]["clean"]["acc"] == pytest.approx(float(acc))
+        attacked = [c for c in COLUMNS[1:-1] if r["cells"][c] is not None]
+        assert r["min"] == min(r["cells"][c]["acc"] for c in attacked)
+        assert r["worst_case"]["acc"] <= r["min"]
+    assert rows[0]["cells"]["PGD e2e"] is rows[0]["cells"]["PGD first"]
+    assert rows[0]["cells"]["transfer"] is None and rows[1]["cells"]["transfer"] is not None
+    text = write_table(rows, tmp_path, config, {})
+    header = next(line for line in text.splitlines() if line.startswith("| model"))
+    assert header == "| model | clean | PGD first | PGD e2e | SPSA first | SPSA e2e | transfer | min |"
+    records = [json.loads(line) for line in (tmp_path / "table.jsonl").read_text().splitlines()]
+    assert sum(r["event"] == "row" for r in records) == 3
