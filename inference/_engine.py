@@ -111,8 +111,9 @@ class _Engine:
     def cycle(self, n: int, state: State, prev_logits):
         model, params, ops, opt = self.model, self.params, self.ops, self.options
         g0, rendered = model.render(params, state, self.top(state, prev_logits))
-        g0_exact, exact_render = g0, None
-        if opt.guard and opt.feedback == "logits":  # the exact steps' own (one-hot) rendering
+        # the exact steps' rendering: the feedback's own (one-hot or soft), one-hot for logits
+        g0_exact, exact_render = g0, rendered
+        if opt.guard and opt.feedback == "logits":
             g0_exact, exact_render = model.render(params, state)
         state = self.h_step(n, state, g0, g0_exact)
         sweep = Sweep(ops, model, state.z, state.t, rendered.ghat, rendered.gpool, opt,
@@ -184,10 +185,9 @@ class _Engine:
     def _exact_site_update(self, before: State, sites, exact_render) -> State:
         """Exact block step at ``sites`` from ``before`` (fresh pre-activations via a forward)."""
         model, ops = self.model, self.ops
-        render = exact_render or self.model.render(self.params, before)[1]
         exact_opt = Options(block=self.options.block)
-        probe = Sweep(ops, model, before.z, before.t, render.ghat, render.gpool, exact_opt,
-                      model.norm_policy(ops, before))
+        probe = Sweep(ops, model, before.z, before.t, exact_render.ghat, exact_render.gpool,
+                      exact_opt, model.norm_policy(ops, before))
         frozen = _FrozenExcept(probe, set(sites), before)
         T.forward(ops, model.layers, self.params, before.h / model.sigma2, frozen, "layers.")
         return before.replace(z=frozen.z, t=frozen.t)

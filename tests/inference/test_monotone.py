@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import MONOTONE_EXAMPLES
 from inference import Options, alternating_map
-from tests.strategies import class_objectives, problems, real_conv_problems, tolerance
+from dgm import DGM, State, layers as L
+from tests.strategies import Problem, class_objectives, problems, real_conv_problems, tolerance
 
 CYCLES = 3
 OBS = {"with_obs": st.floats(0.1, 10.0), "without_obs": st.just(math.inf)}
@@ -101,6 +102,11 @@ GUARDED = {
     "damped+guard": Options(h_update="damped", eta=0.3, guard=True),
     "original_h+guard": Options(h_update="original", eta=0.5, guard=True),
     "ties_off+guard": Options(ties="off", guard=True),
+    "soft+blend+guard": Options(feedback="softmax", blend=0.3, guard=True),
+    "soft+z_then_t+blend+guard": Options(feedback="softmax", block="z_then_t", blend=0.5,
+                                         guard=True),
+    "soft+original_h+guard": Options(feedback="softmax", h_update="original", eta=0.5,
+                                     guard=True),
 }
 
 
@@ -117,3 +123,27 @@ def test_damped_toward_exact_target_is_monotone(problem, eta):
     """§4.5: h ← h + η(h* − h) with 0 < η < 2 is an ascent step on the concave quadratic
     (no guard needed); every other step is exact."""
     assert_steps_non_decreasing(problem, run(problem, Options(h_update="damped", eta=eta)))
+
+
+def soft_blend_guard_fallback():
+    """Found by hypothesis (shrunk and hand-reduced): with soft feedback the guard's fallback
+    used the one-hot rendering of y instead of the mixture Aᵀq, so a rejected blend proposal
+    (a = −0.05, ĝ_q = 0.8: blended value > 0) fell back to a step that also switched the unit
+    on (ĝ_y = −1), decreasing F by 0.04. Fixed in inference/_engine.py."""
+    model = DGM([L.Dense(1, 1), L.Switch(1)], classes=2, sigma2=1.0, tau2=1.0)
+    params = {"layers.0.weight": np.ones((1, 1)), "layers.1.bias": np.zeros(1),
+              "head.weight": np.array([[1.0], [-1.0]]), "head.bias": np.zeros(2)}
+    x = np.array([[-0.1]])
+    state = State(h=x, y=np.array([1]), z={"1": np.zeros((1, 1), bool)}, t={},
+                  q=np.array([[0.9, 0.1]]))
+    problem = Problem(model, params, x, state, np.random.default_rng(0), None)
+    return problem, Options(feedback="softmax", blend=0.1, guard=True)
+
+
+PINNED = {"soft_blend_guard_fallback_used_onehot_rendering": soft_blend_guard_fallback}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_pinned_counterexamples(name):
+    problem, options = PINNED[name]()
+    assert_steps_non_decreasing(problem, run(problem, options, cycles=1))
