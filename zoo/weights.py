@@ -49,6 +49,7 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike, card: dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     save_file(state, str(path), metadata={"card": json.dumps(card, sort_keys=True)})
+    path.chmod(0o644)   # safetensors creates the file owner-only; weights are package data
     sha = sha256_file(path)
     card_path(path).write_text(json.dumps({**card, "file": path.name, "sha256": sha}, indent=2)
                                + "\n")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 
 from zoo.training import RECIPES, TrainConfig
 
 _DEFAULTS = TrainConfig()
+_PARSER: list[argparse.ArgumentParser] = []   # the subparser, to spell out a run's command
 
 
 def add_parser(subparsers) -> None:
@@ -58,6 +58,25 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     p.set_defaults(func=run)
+    _PARSER[:] = [p]
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The ``dgm train`` command line equivalent to ``args`` (options that differ from their
+    defaults, in the parser's order)."""
+    words = ["dgm", "train", args.dataset]
+    for action in _PARSER[0]._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest)
+        if value == action.default:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(value, bool):
+            words.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     values = {k: getattr(args, k) for k in CONFIG_FIELDS if hasattr(args, k)}
-    values["command"] = "dgm train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    values["command"] = _command(args)
     summary = train(TrainConfig(**values), resume=args.resume, progress=args.progress)
     if args.export:
         from zoo.training.export import export_run

@@ -34,6 +34,16 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _first_command(run_dir: Path) -> str:
+    """The command that started the run (its log's first "start" record)."""
+    with (run_dir / "log.jsonl").open() as f:
+        for line in f:
+            record = json.loads(line)
+            if record["event"] == "start":
+                return record["config"]["command"]
+    raise ValueError(f"run {run_dir} has no start record in log.jsonl")
+
+
 def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[str, Any]:
     """The model card of the finished run in ``run_dir`` (see module docstring)."""
     run_dir = Path(run_dir)
@@ -46,7 +56,8 @@ def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[s
         "input_range": [-1.0, 1.0],
         "input_scaling": "x = pixel / 255 * 2 - 1",
         "training": {
-            "command": config["command"],
+            "command": _first_command(run_dir),
+            "finished_with": config["command"],
             "recipe": "adversarial (PGD-7 first pass)" if config["adversarial"] else
                       "clean (cross-entropy at every pass, averaged)",
             "seed": config["seed"], "epochs": config["epochs"],
@@ -56,7 +67,9 @@ def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[s
             "grad_clip": config["grad_clip"], "steps": summary["steps"],
             "wall_s": round(summary["wall_s"], 1), "best_step": summary["best_step"],
             "validation": f"{config['val_size']} training images held out "
-                          f"(train_val_split seed {config['seed']})",
+                          f"(train_val_split seed {config['seed']})" +
+                          (f", selection on the first {config['val_limit']}"
+                           if config["val_limit"] else ""),
             "hardware": f"{platform.machine()} CPU, torch {torch.__version__}",
         },
         "metrics": {"val": summary["val"], **({"test": summary["test"]}

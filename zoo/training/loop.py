@@ -8,6 +8,12 @@ every ``checkpoint_minutes``; ``resume`` continues from it bit-identically: data
 function of (seed, epoch), random draws come from checkpointed RNG states), ``best.pt`` (the
 best validation accuracy so far; the validation split is held out of the training set, the
 test set is never used for selection) and ``summary.json`` when the run is complete.
+
+Launched by ``torchrun`` (``WORLD_SIZE`` > 1) the loop is data-parallel
+(``zoo.training.distributed``): every process draws the same global batch and augmentation,
+keeps its 1/W share, and gradients are averaged before clipping and the step; rank 0 logs,
+validates and writes checkpoints (the run directory must be on a shared filesystem for
+``resume``). On CUDA the steps run under bf16 autocast (mixed precision).
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from zoo.models.cnnf import CNNF
 
 from ._jsonl import JsonlLog
 from .checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
+from .distributed import NullLog, init_from_env, shutdown
 from .losses import adversarial_loss, clean_loss
 from .recipes import Recipe, get_recipe
 from .schedule import poly_lr
@@ -93,7 +100,9 @@ def evaluate(model: CNNF, x: torch.Tensor, y: torch.Tensor, batch_size: int = 20
              ) -> dict[str, Any]:
     """Accuracy of the model's readout and of every pass on ``(x (N, ...), y (N,))``."""
     correct, per_pass = 0, None
+    device = next(model.parameters()).device
     for xb, yb in iterate_batches(x, y, batch_size, shuffle=False):
+        xb, yb = xb.to(device), yb.to(device)
         passes = model.forward_passes(xb)
         correct += int((model.readout_logits(passes).argmax(1) == yb).sum())
         hits = [int((z.argmax(1) == yb).sum()) for z in passes]
@@ -127,10 +136,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool]
     recipe = get_recipe(config.dataset)
     config = config.resolved(recipe)
     out = Path(config.out)
-    log = JsonlLog(out / "log.jsonl")
+    ddp = init_from_env()
+    device = ddp.device()
+    log = JsonlLog(out / "log.jsonl") if ddp.is_main else NullLog()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = recipe.build(config)
+    model = recipe.build(config).to(device)
     if config.init_from:
         model.load_state_dict(model_state(load_checkpoint(config.init_from)))
 
@@ -154,9 +165,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool]
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"], generator)
         progress_state.update(ckpt["progress"])
-    else:
+    ddp.broadcast_parameters(model)
+    if not resume or not (out / "last.pt").is_file():
         log.write("start", config=asdict(config), n_train=len(y_train), n_val=len(y_val),
-                  total_steps=total)
+                  total_steps=total, world_size=ddp.world)
 
     def checkpoint() -> None:
         save_checkpoint(out / "last.pt", {"model": model.state_dict(),
@@ -175,8 +187,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool]
                                               "val": result, "config": asdict(config)})
 
     step = progress_state["step"]
-    bar = tqdm(total=total, initial=step, disable=not sys.stderr.isatty() if progress is None
-               else not progress, desc=f"train {config.dataset}", unit="step")
+    bar = tqdm(total=total, initial=step, disable=not ddp.is_main or (
+        not sys.stderr.isatty() if progress is None else not progress),
+        desc=f"train {config.dataset}", unit="step")
     started, last_ckpt = time.monotonic() - progress_state["wall_s"], time.monotonic()
     while step < total:
         epoch, start_batch = divmod(step, per_epoch)
@@ -188,31 +201,41 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool]
                 break
             if recipe.augment is not None:
                 xb = recipe.augment(xb, generator)
+            xb, yb = (t.to(device) for t in ddp.shard(xb, yb))
             lr = poly_lr(config.lr, step, total, config.poly_power)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             t0 = time.monotonic()
-            loss, parts = _step_loss(model, config, xb, yb, generator)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss, parts = _step_loss(model, config, xb, yb, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            ddp.average_gradients(model.parameters())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             step += 1
             progress_state.update(step=step, wall_s=time.monotonic() - started)
-            log.write("step", step=step, epoch=epoch, lr=lr, loss=float(loss.detach()),
+            log.write("step", step=step, epoch=epoch, lr=lr, loss=ddp.mean(float(loss.detach())),
                       grad_norm=float(grad_norm), seconds=time.monotonic() - t0, **parts)
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             end_of_epoch = step % per_epoch == 0 or step == total
-            if end_of_epoch or (config.eval_every and step % config.eval_every == 0):
+            if ddp.is_main and (end_of_epoch or (config.eval_every and
+                                                 step % config.eval_every == 0)):
                 validate()
             if end_of_epoch:
                 log.write("epoch", epoch=epoch, step=step, wall_s=progress_state["wall_s"])
-            if end_of_epoch or time.monotonic() - last_ckpt >= 60 * config.checkpoint_minutes:
+            if ddp.is_main and (end_of_epoch or time.monotonic() - last_ckpt >=
+                                60 * config.checkpoint_minutes):
                 checkpoint()
                 last_ckpt = time.monotonic()
     bar.close()
-    return _finish(model, config, recipe, progress_state, log)
+    if not ddp.is_main:
+        shutdown(ddp)
+        return {"rank": ddp.rank, "steps": step}
+    summary = _finish(model, config, recipe, progress_state, log)
+    shutdown(ddp)
+    return summary
 
 
 def _finish(model: CNNF, config: TrainConfig, recipe: Recipe, progress_state: dict,

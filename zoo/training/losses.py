@@ -37,4 +37,4 @@ def adversarial_loss(clean: Result, adv: Result, y: torch.Tensor, *, clean_weigh
              for zc, za in zip(clean.logits, adv.logits)) / (2 * len(adv.logits))
     mse = (torch.stack([F.mse_loss(g, clean.x_obs) for g in adv.renderings]).mean()
            if adv.renderings else ce.new_zeros(()))
-    return ce + mse_weight * mse, {"ce": float(ce), "mse": float(mse)}
+    return ce + mse_weight * mse, {"ce": float(ce.detach()), "mse": float(mse.detach())}

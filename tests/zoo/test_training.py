@@ -1,0 +1,170 @@
+"""zoo.training: losses against direct formulas, the poly schedule, bit-identical resume after an
+interruption, warm start, model selection on validation only, and the ``dgm train`` CLI."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dgm import DGM
+from dgm import layers as L
+from inference import Options
+from zoo.models.cnnf import CNNF
+from zoo.training import (RECIPES, Recipe, TrainConfig, adversarial_loss, clean_loss,
+                          load_checkpoint, poly_lr, train)
+from zoo.training import _jsonl
+
+torch.set_num_threads(1)
+
+
+def _tiny(config) -> CNNF:
+    model = DGM([L.Conv2d(1, 3, 3, padding=1), L.Switch(3), L.MaxPool(2), L.Flatten(),
+                 L.Dense(3 * 3 * 3, 6), L.Switch(6)], classes=3, input_shape=(1, 6, 6))
+    options = Options() if config.mode == "exact" else Options.original()
+    return CNNF(model, cycles=config.cycles, options=options, seed=config.seed)
+
+
+def _data(split, data_dir):
+    rng = np.random.default_rng(0 if split == "train" else 1)
+    y = rng.integers(0, 3, 40 if split == "train" else 12)
+    x = rng.uniform(-1, 1, (len(y), 1, 6, 6)).astype(np.float32) * 0.3
+    x[:, 0, :3, :3] += (y[:, None, None] - 1).astype(np.float32)   # learnable signal
+    return np.clip(x, -1, 1), y.astype(np.int64)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    calls = []
+
+    def load(split, data_dir):
+        calls.append(split)
+        return _data(split, data_dir)
+
+    monkeypatch.setitem(RECIPES, "tiny", Recipe("tiny", _tiny, load,
+                                                 defaults={"val_size": 8, "eps": 0.1,
+                                                           "pgd_step_size": 0.05}))
+    return calls
+
+
+def _config(tmp_path, name, **kw) -> TrainConfig:
+    base = dict(dataset="tiny", out=str(tmp_path / name), batch_size=8, epochs=1.5, lr=0.1,
+                cycles=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def _final_weights(out) -> dict[str, torch.Tensor]:
+    return load_checkpoint(f"{out}/last.pt")["model"]
+
+
+def test_poly_lr_formula():
+    assert poly_lr(0.05, 0, 100) == 0.05
+    assert poly_lr(0.05, 100, 100) == 0.0
+    assert poly_lr(0.05, 50, 100) == pytest.approx(0.05 * 0.5 ** 0.9)
+    lrs = [poly_lr(1.0, s, 10) for s in range(11)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    with pytest.raises(ValueError, match="step"):
+        poly_lr(0.05, 11, 10)
+
+
+def test_clean_loss_is_mean_cross_entropy_over_passes():
+    g = torch.Generator().manual_seed(0)
+    passes = [torch.randn(5, 4, generator=g) for _ in range(3)]
+    y = torch.tensor([0, 1, 2, 3, 0])
+    ref = np.mean([-np.mean(np.log(np.exp(z.numpy())[range(5), y.numpy()]
+                                   / np.exp(z.numpy()).sum(1))) for z in passes])
+    assert float(clean_loss(passes, y)) == pytest.approx(ref, rel=1e-5)
+
+
+def test_adversarial_loss_matches_recipe_formula():
+    g = torch.Generator().manual_seed(1)
+    y = torch.tensor([1, 0, 2])
+    x_obs = torch.randn(3, 2, 4, 4, generator=g)
+    clean = SimpleNamespace(logits=[torch.randn(3, 3, generator=g) for _ in range(3)],
+                            renderings=[torch.randn(3, 2, 4, 4, generator=g) for _ in range(2)],
+                            x_obs=x_obs)
+    adv = SimpleNamespace(logits=[torch.randn(3, 3, generator=g) for _ in range(3)],
+                          renderings=[torch.randn(3, 2, 4, 4, generator=g) for _ in range(2)],
+                          x_obs=torch.randn(3, 2, 4, 4, generator=g))
+    loss, parts = adversarial_loss(clean, adv, y, clean_weight=0.1, mse_weight=0.1)
+    ce = sum(0.1 * F.cross_entropy(a, y) + F.cross_entropy(b, y)
+             for a, b in zip(clean.logits, adv.logits)) / 6
+    mse = np.mean([((r - x_obs) ** 2).mean().item() for r in adv.renderings])
+    assert float(loss) == pytest.approx(float(ce) + 0.1 * mse, rel=1e-5)
+    assert parts["mse"] == pytest.approx(mse, rel=1e-5)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_resume_after_interruption_is_bit_identical(tmp_path, tiny, monkeypatch, adversarial):
+    straight = train(_config(tmp_path, "straight", adversarial=adversarial))
+    assert straight["steps"] == 6                       # 32 train items / 8 = 4 per epoch × 1.5
+
+    write = _jsonl.JsonlLog.write
+
+    def interrupting(self, event, **fields):
+        if event == "step" and fields["step"] == 4:      # after step 4's update, before its
+            raise _Interrupt                              # checkpoint: resume redoes step 4
+        write(self, event, **fields)
+
+    cfg = _config(tmp_path, "resumed", adversarial=adversarial, checkpoint_minutes=0)
+    monkeypatch.setattr(_jsonl.JsonlLog, "write", interrupting)
+    with pytest.raises(_Interrupt):
+        train(cfg)
+    monkeypatch.setattr(_jsonl.JsonlLog, "write", write)
+    assert load_checkpoint(f"{cfg.out}/last.pt")["progress"]["step"] == 3
+    resumed = train(cfg, resume=True)
+    assert resumed["steps"] == 6
+    a, b = _final_weights(straight["config"]["out"]), _final_weights(cfg.out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert straight["val"] == resumed["val"]
+
+
+def test_training_reduces_loss_and_selects_on_validation_only(tmp_path, tiny):
+    cfg = _config(tmp_path, "sel", epochs=6, eval_every=2, cycles=0)
+    summary = train(cfg)
+    assert "test" not in tiny                           # the test split was never loaded
+    lines = [json.loads(s) for s in open(f"{cfg.out}/log.jsonl")]
+    vals = [r for r in lines if r["event"] == "val"]
+    best = max(vals, key=lambda r: r["accuracy"])
+    assert summary["val"]["accuracy"] == best["accuracy"]
+    assert summary["best_step"] == min(r["step"] for r in vals if r["accuracy"] == best["accuracy"])
+    losses = [r["loss"] for r in lines if r["event"] == "step"]
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    tested = train(_config(tmp_path, "sel", epochs=6, eval_every=2, cycles=0, test=True),
+                   resume=True)                          # complete run: only evaluates the test
+    assert tiny.count("test") == 1 and tested["test"]["n"] == 12
+
+
+def test_warm_start_loads_the_checkpoint(tmp_path, tiny):
+    first = train(_config(tmp_path, "a", cycles=0))
+    cfg = _config(tmp_path, "b", init_from=f"{first['config']['out']}/best.pt", lr=0.0,
+                  weight_decay=0.0, cycles=2, epochs=0.25)
+    train(cfg)
+    start = load_checkpoint(f"{first['config']['out']}/best.pt")["model"]
+    end = _final_weights(cfg.out)
+    assert all(torch.equal(start[k], end[k]) for k in start)
+
+
+def test_cli_trains_exports_and_the_weights_reload(tmp_path, tiny):
+    from zoo.cli import main
+    from zoo.weights import load_weights
+
+    prefix, out = tmp_path / "cnn", tmp_path / "run"
+    argv = ["train", "tiny", "--out", str(out), "--cycles", "0", "--epochs", "1",
+            "--batch-size", "8", "--no-progress", "--export", str(prefix), "--name", "tiny_cnn"]
+    assert main(argv) == 0
+    card = json.loads(prefix.with_suffix(".json").read_text())
+    assert card["arch"]["cycles"] == 0 and card["training"]["steps"] == 4
+    assert card["training"]["command"] == (f"dgm train tiny --out {out} --batch-size 8 --no-progress "
+                                           f"--export {prefix} --name tiny_cnn")
+    net = _tiny(TrainConfig(cycles=0))
+    assert load_weights(net, f"{prefix}.safetensors")["sha256"] == card["sha256"]
+    best = load_checkpoint(out / "best.pt")["model"]
+    assert all(torch.equal(best[k], v) for k, v in net.state_dict().items())

@@ -1,0 +1,136 @@
+"""zoo.weights and zoo.registry: round trip, sha256 always checked, clear errors for missing,
+corrupt and mismatched files, resolution order, registry names and close-match suggestions."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from backends import DGMError
+from dgm import DGM
+from dgm import layers as L
+from zoo import weights as W
+from zoo.models.cnnf import CNNF
+from zoo import registry
+from zoo.registry import create_model, list_models, register_model
+
+torch.set_num_threads(1)
+
+
+def tiny(width: int = 3, seed: int = 0) -> CNNF:
+    model = DGM([L.Conv2d(1, width, 3, padding=1), L.Switch(width), L.Flatten(),
+                 L.Dense(width * 16, 3)], classes=3, input_shape=(1, 4, 4))
+    return CNNF(model, cycles=1, seed=seed)
+
+
+CARD = {"name": "tiny", "arch": {"cycles": 1}, "metrics": {"val": {"accuracy": 0.5}}}
+
+
+@pytest.fixture
+def saved(tmp_path):
+    net = tiny(seed=1)
+    path = tmp_path / "tiny.safetensors"
+    return net, path, W.save_weights(net, path, CARD)
+
+
+def test_round_trip_restores_tensors_and_card(saved):
+    net, path, sha = saved
+    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["sha256"] == sha and card["metrics"] == CARD["metrics"]
+    other = tiny(seed=2)
+    loaded = W.load_weights(other, path)
+    assert loaded["sha256"] == sha
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                  other.state_dict().values()))
+    x = torch.rand(2, 1, 4, 4) * 2 - 1
+    assert torch.equal(net(x), other(x))
+
+
+def test_card_in_metadata_used_without_sidecar(saved):
+    net, path, sha = saved
+    path.with_suffix(".json").unlink()
+    with pytest.raises(DGMError, match="no sha256"):
+        W.load_weights(tiny(), path)
+    assert W.load_weights(tiny(), path, expected_sha256=sha)["arch"] == CARD["arch"]
+
+
+def test_corrupt_file_is_rejected_naming_the_file(saved):
+    _, path, sha = saved
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(DGMError, match=f"{path.name}.*expected {sha}"):
+        W.load_weights(tiny(), path)
+
+
+def test_wrong_expected_hash_is_rejected(saved):
+    _, path, _ = saved
+    with pytest.raises(DGMError, match="sha256"):
+        W.load_weights(tiny(), path, expected_sha256="0" * 64)
+
+
+def test_wrong_architecture_is_rejected(saved):
+    _, path, _ = saved
+    with pytest.raises(DGMError, match="does not fit.*wrong shapes"):
+        W.load_weights(tiny(width=4), path)
+
+
+def test_missing_file_names_the_places_tried(tmp_path, monkeypatch):
+    monkeypatch.setenv(W.ENV_VAR, str(tmp_path / "env"))
+    with pytest.raises(FileNotFoundError, match="absent.safetensors") as err:
+        W.load_weights(tiny(), tmp_path / "absent.safetensors")
+    assert str(tmp_path / "env") in str(err.value) and str(W.BUNDLED_DIR) in str(err.value)
+
+
+def test_resolution_order_explicit_bundled_env(tmp_path, monkeypatch):
+    bundled, env = tmp_path / "bundled", tmp_path / "env"
+    for d in (bundled, env):
+        d.mkdir()
+        (d / "m.safetensors").write_bytes(b"x")
+    monkeypatch.setattr(W, "BUNDLED_DIR", bundled)
+    monkeypatch.setenv(W.ENV_VAR, str(env))
+    assert W.resolve_weights("m.safetensors") == bundled / "m.safetensors"
+    (bundled / "m.safetensors").unlink()
+    assert W.resolve_weights("m.safetensors") == env / "m.safetensors"
+    explicit = tmp_path / "m.safetensors"
+    explicit.write_bytes(b"y")
+    assert W.resolve_weights(explicit) == explicit
+
+
+def test_registry_names_suggestions_and_duplicates(monkeypatch):
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+
+    def extra():
+        return tiny()
+
+    register_model(extra)
+    assert "extra" in list_models() and "extra" not in list_models(pretrained=True)
+    assert {"fashion_cnn", "fashion_cnnf"} <= set(list_models())
+    with pytest.raises(DGMError, match="did you mean 'fashion_cnnf'"):
+        create_model("fashion_cnf")
+    with pytest.raises(DGMError, match="already registered"):
+        register_model(extra)
+    net = create_model("fashion_cnn")
+    assert net.cycles == 0 and net.card == {} and not net.training
+    assert create_model("fashion_cnnf").cycles == 5
+
+
+def test_create_model_takes_arch_from_the_card(tmp_path):
+    net = create_model("fashion_cnnf", mode="original", cycles=1)
+    path = tmp_path / "f.safetensors"
+    W.save_weights(net, path, {"arch": {"mode": "original", "cycles": 1}})
+    again = create_model("fashion_cnnf", pretrained=path)
+    assert again.cycles == 1 and again.options == net.options
+    assert create_model("fashion_cnnf", pretrained=path, cycles=2).cycles == 2
+
+
+@pytest.mark.parametrize("name", ["fashion_cnn", "fashion_cnnf"])
+def test_bundled_weights_verify(name):
+    if name not in list_models(pretrained=True):
+        pytest.skip(f"{name} has no bundled weights")
+    net = create_model(name, pretrained=True)
+    assert net.card["sha256"] == W.sha256_file(W.resolve_weights(f"{name}.safetensors"))
+    assert net.card["metrics"]["test"]["accuracy"] > 0.5
