@@ -198,8 +198,8 @@ def test_outputs_are_written(tmp_path):
 
 def test_cli_parses_eval_and_demo_options():
     args = build_parser().parse_args(["eval", "fashion-mnist", "--out", "o", "--eps", "0,0.05",
-                                      "--models", "a,b=w.safetensors", "--attacks", "e2e"])
-    assert args.eps == (0.0, 0.05) and args.models == ("a", "b=w.safetensors")
+                                      "--models", "a,x:b=w.safetensors", "--attacks", "e2e"])
+    assert args.eps == (0.0, 0.05) and args.models == ("a", "x:b=w.safetensors")
     assert args.attacks == ("e2e",) and args.n_examples == 1000 and args.steps == 40
     demo = build_parser().parse_args(["demo"])
     assert demo.out == "out/demo" and demo.readouts == ("last",)

@@ -4,7 +4,7 @@ Runs on a fixed, seeded test subset and writes the table and figures in about 10
 CPU cores.
 
 It is ``dgm eval`` with the bundled models (``fashion_cnn``, ``fashion_cnnf``) and a budget-sized
-default: 64 images, ε ∈ {0, 0.04, 0.08} (pixel units), PGD-40 on the first / e2e / e2e-sum /
+default: 64 images, ε ∈ {0, 0.05, 0.1} (pixel units), PGD-40 on the first / e2e / e2e-sum /
 BPDA targets plus transfer from the CNN, the "last" readout, small gradient-masking checks.
 Cost: the 5-cycle CNN-F's e2e PGD-40 is 40 forward+backward passes through every cycle, about
 1.3 s per 64 images per step on one contended core; the full 1,000-image evaluation is
@@ -20,7 +20,7 @@ from zoo.evaluation import ATTACKS, CheckConfig
 from .eval import add_common, evaluate_from_args, load_models
 
 MODELS = ("fashion_cnn", "fashion_cnnf")
-DEMO_EPS = (0.0, 0.04, 0.08)
+DEMO_EPS = (0.0, 0.05, 0.1)
 DEMO_CHECK = CheckConfig(n=16, large_steps=10, restarts=2, spsa_n=8, spsa_samples=32,
                          spsa_steps=5)
 
@@ -38,7 +38,9 @@ def run(args) -> int:
     try:
         load_fashion_mnist("test", args.data_dir)
     except DataError as err:
-        print(f"error: the demo needs the Fashion-MNIST test set.\n{err}", file=sys.stderr)
+        print("error: the demo needs the Fashion-MNIST test set; install it with "
+              "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu, or `make data`), or "
+              f"pass --data-dir / set $DGM_DATA_DIR.\n{err}", file=sys.stderr)
         return 2
     try:
         models = load_models(MODELS)

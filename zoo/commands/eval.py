@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Sequence
 
 import numpy as np
@@ -73,23 +74,30 @@ def add_common(p: argparse.ArgumentParser, *, out: str | None, n_examples: int,
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="robustness evaluation (PGD, BPDA, transfer, SPSA)",
                               description=__doc__.splitlines()[0])
-    p.add_argument("dataset", choices=("fashion-mnist",))
+    p.add_argument("dataset", nargs="?", default="fashion-mnist", choices=("fashion-mnist",))
     p.add_argument("--models", type=names, default=("fashion_cnn", "fashion_cnnf"),
-                   help="comma separated NAME or NAME=WEIGHTS_PATH")
+                   help="comma separated [LABEL:]NAME[=WEIGHTS_PATH]")
     p.add_argument("--untrained", action="store_true",
                    help="seeded random weights instead of pretrained ones (pipeline check)")
     add_common(p, out=None, n_examples=1000, eps=_EVAL.eps, attacks=ATTACKS,
                readouts=_EVAL.readouts, check=_CHECK)
+    from zoo.evaluation.cifar10 import add_table_arguments  # dgm eval --table cifar10
+    add_table_arguments(p)
     p.set_defaults(func=run)
 
 
 def load_models(specs: Sequence[str], untrained: bool = False) -> dict:
-    """``NAME`` / ``NAME=PATH`` -> {name: model} through ``zoo.registry.create_model``."""
+    """``[LABEL:]NAME[=WEIGHTS]`` -> {label: model} through ``zoo.registry.create_model``
+    (the label defaults to NAME; WEIGHTS defaults to the registry's bundled file)."""
     from zoo.registry import create_model
     out = {}
     for spec in specs:
-        name, _, path = spec.partition("=")
-        out[name] = create_model(name, pretrained=False if untrained else (path or True))
+        head, _, path = spec.partition("=")
+        label, _, name = head.rpartition(":")
+        label = label or name
+        if label in out:
+            raise ValueError(f"--models: label {label!r} given twice; use LABEL:NAME=WEIGHTS")
+        out[label] = create_model(name, pretrained=False if untrained else (path or True))
     return out
 
 
@@ -125,12 +133,19 @@ def evaluate_from_args(args, models: dict, header: dict) -> int:
     header = dict(header, dataset="fashion-mnist", subset_seed=args.seed,
                   subset_indices=idx.tolist(), eps_pixel=list(args.eps),
                   cards={m: getattr(net, "card", {}).get("sha256") for m, net in models.items()})
+    start = time.perf_counter()
     run_evaluation(models, x, y, config, args.out, check=check, header=header,
                    strip_n=args.strip_n, progress=args.progress)
+    print(f"done in {time.perf_counter() - start:.0f} s ({torch.get_num_threads()} threads); "
+          f"{len(y)} images, eps = {', '.join(f'{e:g}' for e in args.eps)}; "
+          f"outputs in {args.out}")
     return 0
 
 
 def run(args) -> int:
+    if getattr(args, "table", None):
+        from zoo.evaluation.cifar10 import run_table
+        return run_table(args)
     try:
         models = load_models(args.models, args.untrained)
     except (FileNotFoundError, ValueError) as err:
