@@ -1,7 +1,9 @@
 """Data-parallel training (zoo.training.distributed): 2 CPU processes on gloo take the same
-steps as one process on the same global batch (gradients and resulting weights)."""
+steps as one process on the same global batch (gradients and resulting weights), both with
+the primitives and through the training loop (``zoo.training.train``) as torchrun runs it."""
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -9,7 +11,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from zoo.data import random_crop_flip
 from zoo.models.wrn import cnnf_wrn
+from zoo.training import RECIPES, Recipe, TrainConfig, load_checkpoint, register_recipe, train
 from zoo.training.distributed import Dist
 from zoo.training.losses import clean_loss
 
@@ -94,3 +98,41 @@ def test_shard_and_noop():
     with pytest.raises(ValueError, match="divisible"):
         info.shard(torch.arange(5))
     assert Dist().shard(x)[0] is x and not Dist().enabled and Dist().is_main
+
+
+def _tiny_data(split, data_dir):
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(48, 3, 32, 32, generator=g) * 2 - 1).numpy()
+    return x, torch.randint(0, 10, (48,), generator=g).numpy()
+
+
+if "ddp-tiny" not in RECIPES:
+    register_recipe(Recipe(
+        name="ddp-tiny", load=_tiny_data,
+        build=lambda c: cnnf_wrn(depth=10, widen=1, cycles=c.cycles, ind=0, seed=c.seed),
+        augment=lambda x, g: random_crop_flip(x, 4, generator=g)))
+
+
+def _config(out) -> TrainConfig:
+    return TrainConfig(dataset="ddp-tiny", out=str(out), cycles=1, ind=0, epochs=0.4,
+                       batch_size=8, val_size=8, eval_batch_size=8)
+
+
+def _loop_worker(rank: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    train(_config(out), progress=False)
+
+
+def test_training_loop_data_parallel_equals_single_process(tmp_path):
+    mp.spawn(_loop_worker, args=(_free_port(), str(tmp_path / "ddp")), nprocs=WORLD, join=True)
+    train(_config(tmp_path / "single"), progress=False)
+    ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    single = load_checkpoint(tmp_path / "single" / "last.pt")
+    assert ddp["progress"]["step"] == single["progress"]["step"] == 2
+    for k, v in single["model"].items():
+        torch.testing.assert_close(ddp["model"][k], v, rtol=1e-4, atol=1e-6)
+    init = _config(tmp_path).resolved(RECIPES["ddp-tiny"])
+    fresh = RECIPES["ddp-tiny"].build(init).state_dict()
+    assert any(not torch.allclose(fresh[k], v) for k, v in single["model"].items())

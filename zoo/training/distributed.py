@@ -110,3 +110,10 @@ def shutdown(info: Dist) -> None:
     """Leave the process group (no-op for a single process)."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class NullLog:
+    """Stands in for ``JsonlLog`` on the processes that do not log (rank > 0)."""
+
+    def write(self, event: str, **fields) -> None:
+        pass
