@@ -132,11 +132,18 @@ def test_worst_case_and_paired_test_match_per_image_references(tiny_eval):
         robust = np.logical_and.reduce(cols)
         assert summary.robust.numpy().tolist() == robust.tolist()
         assert all(summary.accuracy <= c.mean() for c in cols)
-        rec = next(d for d in recs if d["kind"] == "worst_case"
+        rec = next(d for d in recs if d["kind"] == "worst_case" and d["over"] == "all"
                    and (d["model"], d["readout"], d["eps"]) == (m, r, e))
         assert (rec["lo"], rec["hi"]) == pytest.approx(wilson_interval(robust.sum(), len(y)))
+    pgd_only = worst_cases(ev, ("first", "e2e", "e2e-sum"))
+    for (m, r, e), summary in pgd_only.items():
+        cols = [ev.cells[(m, r, a, e)].correct for a in ("first", "e2e", "e2e-sum")] if e else \
+            [ev.cells[(m, r, "clean", e)].correct]
+        assert torch.equal(summary.robust, torch.stack(cols).all(0))
+    tables = {"all": wc, "first,e2e,e2e-sum": pgd_only}
     for d in (d for d in recs if d["kind"] == "paired_test"):
-        a, b = wc[tuple(d["a"]) + (d["eps"],)].robust, wc[tuple(d["b"]) + (d["eps"],)].robust
+        table = tables[d["over"]]
+        a, b = table[tuple(d["a"]) + (d["eps"],)].robust, table[tuple(d["b"]) + (d["eps"],)].robust
         assert d["b01"] == int((~a & b).sum()) and d["b10"] == int((a & ~b).sum())
         assert d["p_value"] == pytest.approx(mcnemar_exact(a, b)["p_value"])
 

@@ -15,7 +15,7 @@ from .repair import Repair  # noqa: E402
 
 def accuracy_vs_eps(recs: Sequence[dict], path: Path) -> None:
     """Left: worst-case accuracy per row with Wilson intervals; right: every attack."""
-    wc = [d for d in recs if d["kind"] == "worst_case"]
+    wc = [d for d in recs if d["kind"] == "worst_case" and d["over"] == "all"]
     cells = [d for d in recs if d["kind"] == "cell"]
     rows = list(dict.fromkeys((d["model"], d["readout"]) for d in wc))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)

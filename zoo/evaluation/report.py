@@ -20,17 +20,31 @@ from .repair import Repair
 from .runner import Evaluation
 
 MIN = "min"
+PGD_TARGETS = ("first", "e2e", "e2e-sum")  # the worst case of the issue-4 robustness target
+ALL = "all"
 
 
-def worst_cases(ev: Evaluation) -> dict[tuple[str, str, float], object]:
-    """(model, readout, ε) -> ``WorstCaseSummary`` over every attack of that row and ε."""
+def worst_cases(ev: Evaluation, over: Sequence[str] | None = None
+                ) -> dict[tuple[str, str, float], object]:
+    """(model, readout, ε) -> ``WorstCaseSummary`` over the attacks ``over`` (default: every
+    attack) of that row and ε; at ε = 0 the clean cell."""
     out = {}
     for m, r in ev.rows():
         for e in ev.config.eps:
             cols = {a: c.correct for (mm, rr, a, ee), c in ev.cells.items()
-                    if (mm, rr, ee) == (m, r, e)}
-            out[(m, r, e)] = summarize_worst_case(cols)
+                    if (mm, rr, ee) == (m, r, e) and (over is None or a in over or e == 0)}
+            if cols:
+                out[(m, r, e)] = summarize_worst_case(cols)
     return out
+
+
+def _worst_case_sets(ev: Evaluation) -> dict[str, dict]:
+    """"all" attacks, and the PGD targets alone when that is a different, non-empty set."""
+    sets = {ALL: worst_cases(ev)}
+    ran = {a for *_, a, e in ev.cells if e > 0}
+    if ran & set(PGD_TARGETS) and ran - set(PGD_TARGETS):
+        sets[",".join(PGD_TARGETS)] = worst_cases(ev, PGD_TARGETS)
+    return sets
 
 
 def baseline_row(ev: Evaluation, cycles: Mapping[str, int]) -> tuple[str, str] | None:
@@ -52,19 +66,20 @@ def records(ev: Evaluation, cycles: Mapping[str, int],
                         restarts=cfg.restarts if steps else 0,
                         pass_acc=[float(p.float().mean()) for p in c.pass_correct],
                         seconds=round(c.seconds, 2), **accuracy_with_interval(c.correct)))
-    wc = worst_cases(ev)
-    for (m, r, e), s in wc.items():
-        out.append(dict(kind="worst_case", model=m, readout=r, eps=e,
-                        attacks=list(s.n_broken), n_broken=s.n_broken,
-                        n_only_broken=s.n_only_broken, **accuracy_with_interval(s.robust)))
     base = baseline_row(ev, cycles)
-    if base is not None:
+    for over, wc in _worst_case_sets(ev).items():
+        for (m, r, e), s in wc.items():
+            out.append(dict(kind="worst_case", over=over, model=m, readout=r, eps=e,
+                            attacks=list(s.n_broken), n_broken=s.n_broken,
+                            n_only_broken=s.n_only_broken, **accuracy_with_interval(s.robust)))
+        if base is None:
+            continue
         for m, r in ev.rows():
             if (m, r) == base:
                 continue
             for e in cfg.eps:
                 test = mcnemar_exact(wc[base + (e,)].robust, wc[(m, r, e)].robust)
-                out.append(dict(kind="paired_test", a=list(base), b=[m, r], eps=e,
+                out.append(dict(kind="paired_test", over=over, a=list(base), b=[m, r], eps=e,
                                 column=MIN, **test))
     for (m, r), results in checks.items():
         out += [dict(kind="check", model=m, readout=r, name=c.name, passed=c.passed,
@@ -105,7 +120,11 @@ def markdown(ev: Evaluation, cycles: Mapping[str, int], recs: Sequence[dict],
     eps = list(cfg.eps)
     cells = {(d["model"], d["readout"], d["attack"], d["eps"]): d
              for d in recs if d["kind"] == "cell"}
-    wc = {(d["model"], d["readout"], d["eps"]): d for d in recs if d["kind"] == "worst_case"}
+    wcs: dict[str, dict] = {}
+    for d in recs:
+        if d["kind"] == "worst_case":
+            wcs.setdefault(d["over"], {})[(d["model"], d["readout"], d["eps"])] = d
+    wc = wcs[ALL]
     n = len(ev.labels)
     lines = [f"# Robustness evaluation ({header.get('dataset', '')})", "",
              f"{n} test images (seeded subset, seed {cfg.seed}); ε in [0, 1] pixel units "
@@ -115,10 +134,12 @@ def markdown(ev: Evaluation, cycles: Mapping[str, int], recs: Sequence[dict],
              f"Accuracy in % with Wilson 95 % intervals; `min` = per-image worst case over all "
              f"attacks of the row.", "",
              "## Worst-case (`min`) accuracy vs ε", "",
-             "| model | readout | " + " | ".join(f"ε={e:g}" for e in eps) + " |",
-             "|---|---|" + "---|" * len(eps)]
-    for m, r in ev.rows():
-        lines.append(f"| {m} | {r} | " + " | ".join(_pct(wc[(m, r, e)]) for e in eps) + " |")
+             "| model | readout | worst case over | " + " | ".join(f"ε={e:g}" for e in eps)
+             + " |", "|---|---|---|" + "---|" * len(eps)]
+    for over, table in wcs.items():
+        for m, r in ev.rows():
+            lines.append(f"| {m} | {r} | {over} | "
+                         + " | ".join(_pct(table[(m, r, e)]) for e in eps) + " |")
     lines += ["", "## Every attack (accuracy %, attacked function → scored readout)", "",
               "| model | scored | attack | attacked | " + " | ".join(f"{e:g}" for e in eps)
               + " |", "|---|---|---|---|" + "---|" * len(eps)]
@@ -134,11 +155,14 @@ def markdown(ev: Evaluation, cycles: Mapping[str, int], recs: Sequence[dict],
     tests = [d for d in recs if d["kind"] == "paired_test"]
     if tests:
         lines += ["", "## CNN-F vs CNN on the `min` column (exact McNemar, same images)", "",
-                  "| CNN-F row | ε | CNN % | CNN-F % | Δ (points) | CNN-F only right | "
-                  "CNN only right | p |", "|---|---|---|---|---|---|---|---|"]
+                  "| CNN-F row | worst case over | ε | CNN % | CNN-F % | Δ (points) | "
+                  "CNN-F only right | CNN only right | p |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for d in tests:
-            a, b = wc[tuple(d["a"]) + (d["eps"],)], wc[tuple(d["b"]) + (d["eps"],)]
-            lines.append(f"| {d['b'][0]}/{d['b'][1]} | {d['eps']:g} | {100 * a['acc']:.1f} | "
+            table = wcs[d["over"]]
+            a, b = table[tuple(d["a"]) + (d["eps"],)], table[tuple(d["b"]) + (d["eps"],)]
+            lines.append(f"| {d['b'][0]}/{d['b'][1]} | {d['over']} | {d['eps']:g} | "
+                         f"{100 * a['acc']:.1f} | "
                          f"{100 * b['acc']:.1f} | {100 * (b['acc'] - a['acc']):+.1f} | "
                          f"{d['b01']} | {d['b10']} | {d['p_value']:.3g} |")
     lines += _feedback_share(ev, cycles, cells, wc)
