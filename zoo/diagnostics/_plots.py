@@ -5,6 +5,7 @@
   sits at c − 1 + k/m, so variants with different steps per cycle line up.
 * ``plot_terms``: per-term contributions — median change of every term of the log joint
   (class prior, each layer's switch term, render, Gaussian, observation) vs step.
+* ``plot_units``: switch/pool-position entries changed by each step (distance to a fixed point).
 * ``plot_accuracy``: accuracy of every pass (0 = the plain CNN) per variant and condition.
 * ``plot_repair``: image-repair strips — input, x̃, then the rendering g_0 of each cycle.
 * ``plot_templates``: class templates (model.render of Aᵀe_k with the plain gates of a real image
@@ -67,9 +68,9 @@ def _positions(recs: Sequence[StepRecord]) -> np.ndarray:
     return np.array(pos)
 
 
-def _band(ax, pos, values, label, color=None):
+def _band(ax, pos, values, label):
     lo, med, hi = np.quantile(values, [0.1, 0.5, 0.9], axis=0)
-    line, = ax.plot(pos, med, label=label, color=color, marker=".", markersize=3)
+    line, = ax.plot(pos, med, label=label, marker=".", markersize=3)
     ax.fill_between(pos, lo, hi, alpha=0.2, color=line.get_color())
 
 
