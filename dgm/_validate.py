@@ -27,6 +27,8 @@ def check_array(name: str, x: Any, *, shape_tail: tuple | None = None, like: Any
                                    or tuple(x.shape[1:]) != tuple(shape_tail)):
         raise DGMError(f"{name} must have shape (N, {', '.join(map(str, shape_tail))}), "
                        f"got {tuple(x.shape)}")
+    if shape_tail is not None and x.shape[0] == 0:
+        raise DGMError(f"{name} is an empty batch (N = 0); pass at least one example")
     if floating and finite and not bool(ops.xp.isfinite(x).all()):
         raise DGMError(f"{name} contains NaN or inf")
     return ops

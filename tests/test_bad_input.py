@@ -122,6 +122,7 @@ def test_wrong_parameter_names_and_shapes():
     (lambda x: np.where(x > 0.5, np.inf, x), DGMError, "x contains NaN or inf"),
     (lambda x: torch.from_numpy(x), TypeError, "x is a torch.Tensor.*one backend"),
     (lambda x: x.tolist(), TypeError, "x must be a numpy array or torch tensor"),
+    (lambda x: x[:0], DGMError, "x is an empty batch"),
 ])
 def test_bad_x(make_x, error, match):
     model, params, x = small()
