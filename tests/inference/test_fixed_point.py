@@ -135,6 +135,21 @@ def test_constant_added_to_beta_changes_nothing(problem, c):
                                    rtol=0, atol=1e-10 * (1 + abs(c) + np.abs(a).max()))
 
 
+@given(problem=problems(), options=st.sampled_from([Options(), Options(feedback="softmax"),
+                                                    Options.original().with_(guard=True)]))
+def test_recording_does_not_change_the_run(problem, options):
+    """record="none" / "cycle" / "step" give bit-identical logits, renderings and states."""
+    results = [alternating_map(problem.model, problem.params, problem.x, cycles=3,
+                               options=options, record=record, observed="level0",
+                               initial_state=problem.state)
+               for record in ("none", "cycle", "step")]
+    for other in results[1:]:
+        assert_same_state(results[0].state, other.state)
+        for a, b in zip(results[0].logits + results[0].renderings,
+                        other.logits + other.renderings):
+            np.testing.assert_array_equal(a, b)
+
+
 @given(seed=st.integers(0, 2 ** 31), k=st.integers(1, 3), grid=st.booleans(),
        keep=st.booleans())
 def test_gates_invariant_to_positive_channel_rescaling_of_feedback(seed, k, grid, keep):
