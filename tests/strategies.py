@@ -166,16 +166,17 @@ def tolerance(problem: Problem, state: State, x=None) -> np.ndarray:
     return 1e-10 * (1.0 + sum(np.abs(v) for v in lj.terms.values()))
 
 
-def to_torch(value):
-    """numpy → torch (float64 stays float64) for arrays, dicts of arrays and States."""
+def to_torch(value, device: str = "cpu"):
+    """numpy → torch on ``device`` (float64 stays float64) for arrays, dicts of arrays, States."""
     import torch
     if isinstance(value, State):
-        return State(h=to_torch(value.h), y=to_torch(value.y), z=to_torch(value.z),
-                     t=to_torch(value.t), q=None if value.q is None else to_torch(value.q),
-                     norm_scales=to_torch(value.norm_scales))
+        return State(h=to_torch(value.h, device), y=to_torch(value.y, device),
+                     z=to_torch(value.z, device), t=to_torch(value.t, device),
+                     q=None if value.q is None else to_torch(value.q, device),
+                     norm_scales=to_torch(value.norm_scales, device))
     if isinstance(value, dict):
-        return {k: to_torch(v) for k, v in value.items()}
-    return torch.from_numpy(np.ascontiguousarray(value))
+        return {k: to_torch(v, device) for k, v in value.items()}
+    return torch.from_numpy(np.ascontiguousarray(value)).to(device)
 
 
 # -- brute-force block enumeration (dgm-math §5.6) ------------------------------------------
