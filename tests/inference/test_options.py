@@ -182,27 +182,6 @@ def test_ex1_table_and_exact_z_steps():
         np.testing.assert_array_equal(z_step(NP, a, ghat, np.zeros((1, 2), bool)), [best])
 
 
-def test_ex1_g_and_b_disagree():
-    """log Z_G = 1.7568 (enumerated); log p_G(h, y=1, z=11) = −3.8528; the B table, whose MAP
-    (y=1, z=10) is not AdaReLU's (1, 1) — B needs its own z-step (§3.2)."""
-    model, params = ex1_model(math.inf)
-    cells = [(y, z) for y in (0, 1) for z in ((0, 0), (0, 1), (1, 0), (1, 1))]
-
-    def lj(y, z, normalisation, **kw):
-        state = State(h=EX1_H, y=np.array([y]), z={"1": np.array([z], dtype=bool)}, t={})
-        return model.log_joint(params, EX1_H, state, normalisation, observed="level0", **kw)
-
-    prior = [lj(y, z, "G").terms for y, z in cells]  # log π_y + Σ⟨b⊙z, ĝ⟩ + ‖g_0‖²/2σ²
-    exponents = np.array([float(t["class"][0] + t["switch:1"][0] + t["render"][0])
-                          for t in prior])
-    log_z = exponents.max() + np.log(np.exp(exponents - exponents.max()).sum())
-    assert round(log_z, 4) == 1.7568
-    assert round(float(lj(1, (1, 1), "G", log_z=log_z).total[0]), 4) == -3.8528
-    table_b = [round(float(lj(y, z, "B").total[0]), 4) for y, z in cells]
-    assert table_b == [-4.1948, -4.4198, -4.1948, -4.4198, -4.1386, -4.4386, -4.0386, -4.3386]
-    assert table_b[7] < table_b[6]  # AdaReLU's gates for y = 1 are not B-optimal
-
-
 @pytest.mark.parametrize("tau2, objectives, final_h, final_z", [
     # τ² = 1: one cycle moves h to (x̃ + g_0)/2, nothing else changes: a fixed point
     (1.0, [-0.3381, -0.2756, -0.2756, -0.2756], [1.0, -0.15], [True, False]),
