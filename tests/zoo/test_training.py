@@ -162,8 +162,8 @@ def test_cli_trains_exports_and_the_weights_reload(tmp_path, tiny):
     assert main(argv) == 0
     card = json.loads(prefix.with_suffix(".json").read_text())
     assert card["arch"]["cycles"] == 0 and card["training"]["steps"] == 4
-    assert card["training"]["command"] == (f"dgm train tiny --out {out} --batch-size 8 --no-progress "
-                                           f"--export {prefix} --name tiny_cnn")
+    assert card["training"]["command"] == (f"dgm train tiny --out {out} --batch-size 8 "
+                                           f"--export {prefix} --name tiny_cnn --no-progress")
     net = _tiny(TrainConfig(cycles=0))
     assert load_weights(net, f"{prefix}.safetensors")["sha256"] == card["sha256"]
     best = load_checkpoint(out / "best.pt")["model"]
