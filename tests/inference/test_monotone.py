@@ -56,11 +56,18 @@ def test_exact_engine_every_step(block, obs, data):
     assert_steps_non_decreasing(problem, result, expected)
 
 
+REAL_NET_OPTIONS = {
+    "joint": Options(), "z_then_t": Options(block="z_then_t"),
+    "soft": Options(feedback="softmax"), "original+guard": Options.original().with_(guard=True),
+}
+
+
 @settings(max_examples=MONOTONE_EXAMPLES)
-@given(problem=real_conv_problems(), block=st.sampled_from(["joint", "z_then_t"]))
-def test_exact_engine_real_conv_net(problem, block):
-    """The same on the shapes of a 2-conv+pool+dense net on 8×8 with He-initialised weights."""
-    assert_steps_non_decreasing(problem, run(problem, Options(block=block)))
+@given(problem=real_conv_problems(), name=st.sampled_from(sorted(REAL_NET_OPTIONS)))
+def test_real_conv_net(problem, name):
+    """The same on the shapes of a 2-conv+pool+dense net on 8×8 with He-initialised weights:
+    exact hard (joint / z-then-t), soft (F) and the guarded released recipe."""
+    assert_steps_non_decreasing(problem, run(problem, REAL_NET_OPTIONS[name]))
 
 
 @settings(max_examples=MONOTONE_EXAMPLES)
