@@ -58,6 +58,9 @@ class Options:
     def original(cls, eta: float = 0.1) -> "Options":
         """CNN-F's released recipe: logit feedback, damped h toward g_0, per-layer blend η,
         gate-then-pool order, zero feedback switches off."""
+        if not 0.0 < eta < 1.0:
+            raise DGMError(f"Options.original eta must be in (0, 1) (it is both the h damping "
+                           f"and the per-layer blend), got {eta}")
         return cls(feedback="logits", h_update="original", eta=eta, blend=eta,
                    block="z_then_t", ties="off")
 

@@ -247,3 +247,9 @@ def test_bad_options(kwargs, match):
         Options(**kwargs)
     with pytest.raises(DGMError, match=match):
         Options().with_(**kwargs)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0, 1.5, -0.1, math.nan])
+def test_bad_original_recipe_eta(eta):
+    with pytest.raises(DGMError, match="Options.original eta"):
+        Options.original(eta=eta)
