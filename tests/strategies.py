@@ -8,6 +8,9 @@ projection shortcut), and a dense top; leak 0 or 0.1; K ∈ {2, 3}; σ² ∈ [0.
 τ² ∈ [0.1, 10] ∪ {∞}. Values (parameters, h, x̃) are float64 in [−2, 2]; with probability ½
 they are rounded to a grid so that exact zeros and ties (a·ĝ = 0, equal window entries, equal
 logits) are common — the tie rules are part of what is tested.
+
+Shared helpers for the test files: ``tolerance`` (ε of dgm-math §4.6), ``to_torch``,
+``class_objectives`` (J for every class) and ``enumerated_max`` (brute-force block maximum).
 """
 from __future__ import annotations
 
@@ -159,10 +162,9 @@ def real_conv_problems(draw, tau2=TAU2):
     return Problem(model, params, x, random_state(model, x, rng, None), rng, None)
 
 
-def tolerance(problem: Problem, state: State, x=None) -> np.ndarray:
+def tolerance(problem: Problem, state: State) -> np.ndarray:
     """ε = 1e-10·(1 + Σ|terms of J|) per example (dgm-math §4.6), terms from the G log joint."""
-    lj = problem.model.log_joint(problem.params, problem.x if x is None else x, state, "G",
-                                 observed="level0")
+    lj = problem.model.log_joint(problem.params, problem.x, state, "G", observed="level0")
     return 1e-10 * (1.0 + sum(np.abs(v) for v in lj.terms.values()))
 
 
