@@ -63,7 +63,7 @@ def records(ev: Evaluation, cycles: Mapping[str, int],
                         attacked=_attacked(a, r, cycles[m], cfg.transfer_from), eps=e,
                         eps_input=pixel_to_input(e), steps=steps,
                         step_size_input=cfg.step_size(e) if steps and e else 0.0,
-                        restarts=cfg.restarts if steps else 0,
+                        restarts=cfg.restarts if steps else 0, seed=cfg.seed,
                         pass_acc=[float(p.float().mean()) for p in c.pass_correct],
                         seconds=round(c.seconds, 2), **accuracy_with_interval(c.correct)))
     base = baseline_row(ev, cycles)
