@@ -245,9 +245,9 @@ def plot_templates(model, params, x, labels, path: str | os.PathLike, class_name
     axes[0][0].set_ylabel("template", fontsize=8)
     if samples is not None:
         axes[1][0].set_ylabel("model B draw: g0", fontsize=8)
-    note = ("class templates (plain gates of a real image per class)"
-            + (" and ancestral draws of model B (dgm.program; shown: g0, the mean of h)" if samples is not None
-               else "; ancestral samples skipped: dgm.program not available"))
+    drawn = (" and ancestral draws of model B (dgm.program; shown: g0, the mean of h)"
+             if samples is not None else "; ancestral samples skipped: dgm.program not available")
+    note = "class templates (plain gates of a real image per class)" + drawn
     fig.suptitle(note, fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
