@@ -77,14 +77,26 @@ def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[s
         "threat_model": THREAT_MODEL,
     }
     if config["init_from"]:
-        parent = Path(config["init_from"]).parent
-        warm = {"checkpoint": config["init_from"]}
-        if (parent / "summary.json").is_file():
-            ps = _run_summary(parent)
-            warm.update(command=ps["config"]["command"], steps=ps["steps"],
-                        wall_s=round(ps["wall_s"], 1), val=ps["val"].get("accuracy"))
+        warm = _warm_start(config["init_from"])
         card["training"]["warm_start"] = warm
+        card["training"]["total_wall_s"] = round(summary["wall_s"] + warm.get("total_wall_s", 0), 1)
     return card
+
+
+def _warm_start(checkpoint: str) -> dict[str, Any]:
+    """The chain of runs a warm start came from (each run's command, steps, wall time)."""
+    parent = Path(checkpoint).parent
+    warm: dict[str, Any] = {"checkpoint": checkpoint}
+    if (parent / "summary.json").is_file() and (parent / "log.jsonl").is_file():
+        ps = _run_summary(parent)
+        warm.update(command=_first_command(parent), steps=ps["steps"],
+                    wall_s=round(ps["wall_s"], 1), val=ps["val"].get("accuracy"),
+                    total_wall_s=round(ps["wall_s"], 1))
+        if ps["config"]["init_from"]:
+            warm["warm_start"] = _warm_start(ps["config"]["init_from"])
+            warm["total_wall_s"] = round(ps["wall_s"] + warm["warm_start"].get(
+                "total_wall_s", 0), 1)
+    return warm
 
 
 def export_run(run_dir: str | os.PathLike, prefix: str | os.PathLike,
