@@ -9,7 +9,7 @@
 * ``plot_accuracy``: accuracy of every pass (0 = the plain CNN) per variant and condition.
 * ``plot_repair``: image-repair strips — input, x̃, then the rendering g_0 of each cycle.
 * ``plot_templates``: class templates (model.render of Aᵀe_k with the plain gates of a real image
-  of class k) and ancestral samples of model B (``dgm.program``, when available).
+  of class k) and ancestral samples of model B (``dgm.program``).
 
 Level-0 features with several channels are shown as their channel mean (CNN-F's ``ind`` > 0
 puts level 0 after the first conv blocks); one-channel levels are shown as images.
@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from backends import get_backend
+from dgm.handlers import seed as seeded
+from dgm.program import generative_program
 
 from ._records import StepRecord, to_numpy
 
@@ -206,13 +208,7 @@ def class_templates(model, params, x, labels):
 def ancestral_samples(model, params, state, seed: int = 0):
     """Ancestral draws of model B (``dgm.program``), one per row of ``state`` (whose frozen
     norm scales they use). Returns the rendering g_0 of each drawn (y, z, t) — the mean of the
-    drawn h, whose σ² noise would hide it — (n, *level0) and the drawn classes y (n,), or None
-    when ``dgm.program`` is not available."""
-    try:
-        from dgm.handlers import seed as seeded
-        from dgm.program import generative_program
-    except ImportError:
-        return None
+    drawn h, whose σ² noise would hide it — (n, *level0) and the drawn classes y (n,)."""
     with seeded(seed=seed):
         drawn, _ = generative_program(model, params, state.batch_size, normalisation="B",
                                       norm_scales=state.norm_scales)
@@ -222,32 +218,26 @@ def ancestral_samples(model, params, state, seed: int = 0):
 
 def plot_templates(model, params, x, labels, path: str | os.PathLike, class_names=None,
                    seed: int = 0) -> str:
-    """Class templates and (when ``dgm.program`` exists) ancestral samples of model B.
+    """Class templates (top row) and ancestral draws of model B (bottom row, g_0 of each draw).
     Returns a one-line note of what was drawn."""
     plt = _plt()
     templates, state = class_templates(model, params, x, labels)
-    samples = ancestral_samples(model, params, state, seed)
-    rows = 1 if samples is None else 2
+    drawn, drawn_y = ancestral_samples(model, params, state, seed)
     k = model.classes
-    fig, axes = plt.subplots(rows, k, figsize=(1.3 * k, 1.6 * rows + 0.5), squeeze=False,
+    fig, axes = plt.subplots(2, k, figsize=(1.3 * k, 3.7), squeeze=False,
                              constrained_layout=True)
-    for c in range(k):
-        ax = axes[0][c]
-        ax.imshow(level0_image(templates[c]), cmap="gray")
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(class_names[c] if class_names else str(c), fontsize=7)
-        if samples is not None:
-            h, y = samples
-            ax = axes[1][c]
-            ax.imshow(level0_image(h[c]), cmap="gray")
+    names = list(class_names) if class_names else [str(c) for c in range(k)]
+    rows = [(templates, names), (drawn, [f"draw y={int(v)}" for v in drawn_y])]
+    for row, (images, titles) in enumerate(rows):
+        for c in range(k):
+            ax = axes[row][c]
+            ax.imshow(level0_image(images[c]), cmap="gray")
             ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"draw y={int(y[c])}", fontsize=7)
+            ax.set_title(titles[c], fontsize=7)
     axes[0][0].set_ylabel("template", fontsize=8)
-    if samples is not None:
-        axes[1][0].set_ylabel("model B draw: g0", fontsize=8)
-    drawn = (" and ancestral draws of model B (dgm.program; shown: g0, the mean of h)"
-             if samples is not None else "; ancestral samples skipped: dgm.program not available")
-    note = "class templates (plain gates of a real image per class)" + drawn
+    axes[1][0].set_ylabel("model B draw: g0", fontsize=8)
+    note = ("class templates (plain gates of a real image per class) and ancestral draws of "
+            "model B (dgm.program; shown: g0, the mean of h)")
     fig.suptitle(note, fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
