@@ -100,10 +100,11 @@ def _warm_start(checkpoint: str) -> dict[str, Any]:
 
 
 def export_run(run_dir: str | os.PathLike, prefix: str | os.PathLike,
-               name: Optional[str] = None) -> str:
-    """Write ``prefix.safetensors`` + ``prefix.json`` from ``run_dir/best.pt``; returns sha256."""
+               name: Optional[str] = None, extra: Optional[dict[str, Any]] = None) -> str:
+    """Write ``prefix.safetensors`` + ``prefix.json`` from ``run_dir/best.pt``; returns sha256.
+    ``extra``: further card fields (e.g. measured robustness), added to the built card."""
     run_dir = Path(run_dir)
-    card = build_card(run_dir, name)
+    card = {**build_card(run_dir, name), **(extra or {})}
     best = load_checkpoint(run_dir / "best.pt")
     config = TrainConfig(**_run_summary(run_dir)["config"])
     model = get_recipe(config.dataset).build(config)
