@@ -42,10 +42,10 @@ def load_official(state_dict_or_path: Mapping[str, Any] | str | os.PathLike
     unwraps ``{"state_dict": ...}``/``{"model": ...}`` and strips DataParallel's ``module.``."""
     sd = state_dict_or_path
     if isinstance(sd, (str, os.PathLike)):
+        if not os.path.isfile(sd):
+            raise FileNotFoundError(f"checkpoint {os.fspath(sd)!r} does not exist")
         try:
             sd = torch.load(sd, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
         except Exception as err:  # torch raises several types for corrupt or unsafe pickles
             raise DGMError(f"checkpoint {os.fspath(state_dict_or_path)!r} could not be read "
                            f"with weights_only=True ({type(err).__name__}: {err})") from None

@@ -170,6 +170,7 @@ def test_seed_table_layout_and_consistency(tmp_path):
     assert rows[0]["cells"]["transfer"] is None and rows[1]["cells"]["transfer"] is not None
     text = write_table(rows, tmp_path, config, {})
     header = next(line for line in text.splitlines() if line.startswith("| model"))
-    assert header == "| model | clean | PGD first | PGD e2e | SPSA first | SPSA e2e | transfer | min |"
+    assert header == ("| model | clean | PGD first | PGD e2e | SPSA first | SPSA e2e | transfer "
+                      "| min |")
     records = [json.loads(line) for line in (tmp_path / "table.jsonl").read_text().splitlines()]
     assert sum(r["event"] == "row" for r in records) == 3

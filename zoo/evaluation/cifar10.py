@@ -141,8 +141,8 @@ def write_table(rows: list[dict], out: str | Path, config: TableConfig, meta: di
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = rows[0]["cells"]["clean"]["n"]
-    header = (f"CIFAR-10, {n} test images (seed {config.seed}); L∞ ε = {255 * config.eps:g}/255; "
-              f"PGD-{config.pgd_steps} step {255 * config.pgd_step:g}/255; SPSA "
+    header = (f"CIFAR-10, {n} test images (seed {config.seed}); "
+              f"L∞ ε = {255 * config.eps:g}/255; PGD-{config.pgd_steps} step {255 * config.pgd_step:g}/255; SPSA "
               f"{config.spsa_steps} steps × {config.spsa_samples} samples; 95 % Wilson intervals")
     with (out / "table.jsonl").open("w") as f:
         f.write(json.dumps({"event": "config", **asdict(config), **meta}) + "\n")
