@@ -114,6 +114,52 @@ class Backend:
         """U_t = P_tᵀ: put g at in-window position t, zeros elsewhere -> (...,k*k)."""
         return self.one_hot(t, kk, g) * g[..., None]
 
+    def fast_layout(self, x: Array) -> Array:
+        """``x`` (same values) in the memory layout this backend's map kernels prefer."""
+        return x
+
+    # -- k×k pools on the feature map (N,C,H,W); t = in-window positions (N,C,H/k,W/k) ---------
+    # Written here through ``windows``; backends override them with fused kernels that give
+    # exactly the same values and positions (first extremum in row-major order, as arg-max).
+    def max_pool_positions(self, x: Array, k: int) -> tuple[Array, Array]:
+        """Window maxima and the position of the first maximum: ``(values, t)``."""
+        win = self.windows(x, k)
+        t = self.argmax(win, -1)
+        return self.select(win, t), t
+
+    def min_pool_positions(self, x: Array, k: int) -> tuple[Array, Array]:
+        """Window minima and the position of the first minimum: ``(values, t)``."""
+        win = self.windows(x, k)
+        t = self.argmin(win, -1)
+        return self.select(win, t), t
+
+    def pool_select(self, x: Array, t: Array, k: int) -> Array:
+        """P_t on the map: entry ``t`` of each k×k window of ``x`` -> (N,C,H/k,W/k)."""
+        return self.select(self.windows(x, k), t)
+
+    def pool_place(self, g: Array, t: Array, k: int) -> Array:
+        """U_t = P_tᵀ on the map: ``g`` at in-window position ``t``, zeros elsewhere -> (N,C,H,W)."""
+        return self.unwindows(self.place(g, t, k * k), k)
+
+    def pool_update(self, x: Array, t: Array, values: Array, k: int) -> Array:
+        """``x`` with entry ``t`` of each k×k window replaced by ``values`` (any dtype, e.g. bool)."""
+        chosen = self.one_hot(t, k * k, t) > 0
+        return self.unwindows(self.where(chosen, values[..., None], self.windows(x, k)), k)
+
+    def gate_values(self, z: Array, like: Array, leak: float) -> Array:
+        """γ(z): 1 where the switch is on, ``leak`` where off (z boolean), dtype of ``like``."""
+        on = self.to_float(z, like)
+        return on if leak == 0.0 else on * (1.0 - leak) + leak
+
+    def gate(self, a: Array, z: Array, leak: float) -> Array:
+        """γ(z) ⊙ a: the switch's gated output (AdaReLU with given gates)."""
+        return a * self.gate_values(z, a, leak)
+
+    def plain_gate(self, a: Array, leak: float) -> tuple[Array, Array]:
+        """The plain CNN's switch: ``(γ(z) ⊙ a, z)`` with z = 1[a > 0] (ReLU / leaky ReLU)."""
+        z = a > 0
+        return self.gate(a, z, leak), z
+
     def avg_pool(self, x: Array, k: int) -> Array:
         return self.windows(x, k).mean(-1)
 

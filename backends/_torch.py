@@ -13,6 +13,9 @@ class TorchBackend(Backend):
     name = "torch"
     xp = torch
 
+    def __init__(self):
+        self._tables: dict = {}  # index tables of the pool ops, per map size / window / device
+
     def is_array(self, x: object) -> bool:
         return isinstance(x, torch.Tensor)
 
@@ -23,14 +26,92 @@ class TorchBackend(Backend):
         return torch.zeros(tuple(shape), dtype=like.dtype, device=like.device)
 
     def conv2d(self, x: Array, w: Array, stride: int, padding: int) -> Array:
-        return F.conv2d(x, w, stride=stride, padding=padding)
+        return F.conv2d(_fast_layout(x), w, stride=stride, padding=padding)
 
     def conv2d_adjoint(self, g: Array, w: Array, stride: int, padding: int,
                        in_hw: tuple[int, int]) -> Array:
         k = w.shape[-1]
         out_pad = [in_hw[i] - ((g.shape[2 + i] - 1) * stride - 2 * padding + k) for i in (0, 1)]
-        return F.conv_transpose2d(g, w, stride=stride, padding=padding,
+        return F.conv_transpose2d(_fast_layout(g), w, stride=stride, padding=padding,
                                   output_padding=tuple(out_pad))
+
+    def fast_layout(self, x: Array) -> Array:
+        return _fast_layout(x)
+
+    # -- fused pools on (N,H,W,C) views: F.max_pool2d's first-maximum indices for arg-max/min,
+    # gather for P_t, a one-hot mask product for U_t (as the protocol), bitwise ops for bools ---
+    def max_pool_positions(self, x: Array, k: int) -> tuple[Array, Array]:
+        values, idx = F.max_pool2d(_fast_layout(x), k, return_indices=True)
+        return values, self._position(idx, x.shape[-2:], k)
+
+    def min_pool_positions(self, x: Array, k: int) -> tuple[Array, Array]:
+        values, idx = F.max_pool2d(-_fast_layout(x), k, return_indices=True)  # first max of -x
+        return -values, self._position(idx, x.shape[-2:], k)
+
+    def plain_gate(self, a: Array, leak: float) -> tuple[Array, Array]:
+        if leak != 0.0:
+            return super().plain_gate(a, leak)
+        return F.relu(a), a > 0  # relu(a) = a·1[a > 0], with the same gradient
+
+    def pool_select(self, x: Array, t: Array, k: int) -> Array:
+        n, c, hp, wp = t.shape
+        idx = self._flat_index(t, x.shape[-2:], k).view(n, hp * wp, c)
+        out = _nhwc(x).reshape(n, -1, c).gather(1, idx)
+        return out.view(n, hp, wp, c).permute(0, 3, 1, 2)
+
+    def pool_place(self, g: Array, t: Array, k: int) -> Array:
+        if torch.is_grad_enabled() and g.requires_grad:
+            return _PoolPlace.apply(g, t, k)
+        return self._place(g, t, k)
+
+    def _place(self, g: Array, t: Array, k: int) -> Array:
+        out = _nhwc(g)[:, :, None, :, None, :] * self.to_float(self._chosen(t, k), g)
+        return _from_windows(out)
+
+    def pool_update(self, x: Array, t: Array, values: Array, k: int) -> Array:
+        if x.dtype != torch.bool:
+            return super().pool_update(x, t, values, k)
+        n, c, h, w = x.shape
+        chosen = self._chosen(t, k)
+        old = _nhwc(x).view(n, h // k, k, w // k, k, c)
+        return _from_windows((old & ~chosen) | (_nhwc(values)[:, :, None, :, None, :] & chosen))
+
+    def _chosen(self, t: Array, k: int) -> Array:
+        """Bool (N,H',k,W',k,C): the entry at position t of every window (one-hot of t)."""
+        key = ("pos", k, t.device)
+        pos = self._tables.get(key)
+        if pos is None:
+            pos = torch.arange(k * k, device=t.device).view(1, 1, k, 1, k, 1)
+            self._tables[key] = pos
+        return _nhwc(t)[:, :, None, :, None, :] == pos
+
+    def _window_tables(self, hw, k: int, device) -> tuple[Array, Array, Array]:
+        """For an H×W map: flat index of each window's top-left entry (H/k, W/k); the offset of
+        in-window position p (k²,); the in-window position of an offset d ((k-1)W + k,)."""
+        key = (int(hw[0]), int(hw[1]), k, device)
+        tables = self._tables.get(key)
+        if tables is None:
+            h, w = key[:2]
+            start = torch.arange(0, h, k, device=device)[:, None] * w + \
+                torch.arange(0, w, k, device=device)
+            r, c = torch.arange(k, device=device).repeat_interleave(k), \
+                torch.arange(k, device=device).repeat(k)
+            offset = r * w + c
+            position = torch.zeros((k - 1) * w + k, dtype=torch.int64, device=device)
+            position[offset] = torch.arange(k * k, device=device)
+            tables = self._tables[key] = (start, offset, position)
+        return tables
+
+    def _position(self, idx: Array, hw, k: int) -> Array:
+        """Flat H·W index inside window (i, j) -> row-major in-window position 0..k²-1
+        (computed on the (N,H',W',C) view; returned channels-last)."""
+        start, _, position = self._window_tables(hw, k, idx.device)
+        return torch.take(position, _nhwc(idx) - start[:, :, None]).permute(0, 3, 1, 2)
+
+    def _flat_index(self, t: Array, hw, k: int) -> Array:
+        """Inverse of ``_position``: in-window position -> flat H·W index, as (N,H',W',C)."""
+        start, offset, _ = self._window_tables(hw, k, t.device)
+        return torch.take(offset, _nhwc(t)) + start[:, :, None]
 
     def xp_permute(self, x: Array, axes: tuple[int, ...]) -> Array:
         return x.permute(*axes)
@@ -51,6 +132,8 @@ class TorchBackend(Backend):
         return F.one_hot(idx, n).to(like.dtype)
 
     def to_float(self, x: Array, like: Array) -> Array:
+        if x.dtype == torch.bool:  # uint8 -> float has a vectorised kernel, bool -> float not
+            x = x.view(torch.uint8)
         return x.to(like.dtype)
 
     def stop_gradient(self, x: Array) -> Array:
@@ -82,3 +165,50 @@ class TorchBackend(Backend):
 
     def describe(self, x: Array) -> str:
         return f"torch.Tensor[{x.dtype}, {x.device}]"
+
+
+_CHANNELS_LAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _fast_layout(x: Array) -> Array:
+    """``x`` in channels-last memory order where CPU kernels are faster in it (oneDNN
+    convolutions ~2×, max-pooling ~10× on NCHW float32 maps); values are unchanged, and float64
+    (the reference precision, not run by oneDNN) and non-CPU tensors are left as they are."""
+    if x.ndim != 4 or x.device.type != "cpu":
+        return x
+    if x.dtype not in _CHANNELS_LAST_DTYPES:  # keep float64 on the NCHW kernels (bit-stable)
+        return x.contiguous()
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _nhwc(x: Array) -> Array:
+    """(N,C,H,W) -> its (N,H,W,C) view, contiguous (free for channels-last tensors)."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def _from_windows(v: Array) -> Array:
+    """(N,H',k,W',k,C) contiguous -> the (N,C,H,W) map, as a channels-last view."""
+    n, hp, k, wp, _, c = v.shape
+    return v.reshape(n, hp * k, wp * k, c).permute(0, 3, 1, 2)
+
+
+class _PoolPlace(torch.autograd.Function):
+    """U_t with its exact adjoint P_t as the backward (a gather, instead of autograd's window
+    sum of the one-hot product, which is the same numbers computed ~10× slower)."""
+
+    @staticmethod
+    def forward(ctx, g, t, k):
+        ctx.save_for_backward(t)
+        ctx.k = k
+        ops = _backend()
+        return ops._place(g, t, k)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (t,) = ctx.saved_tensors
+        return _backend().pool_select(grad, t, ctx.k), None, None
+
+
+def _backend() -> TorchBackend:
+    from ._dispatch import backend_by_name
+    return backend_by_name("torch")

@@ -8,8 +8,7 @@ from .layers import Switch
 
 def gate_values(ops, z, like, leak: float):
     """γ(z): 1 where the switch is on, ``leak`` where off (z boolean)."""
-    on = ops.to_float(z, like)
-    return on if leak == 0.0 else on * (1.0 - leak) + leak
+    return ops.gate_values(z, like, leak)
 
 
 class NormPolicy:
@@ -42,14 +41,12 @@ class PlainPass:
         self.t: dict = {}
 
     def switch(self, path, layer: Switch, a):
-        z = a > 0
-        self.z[path] = z
-        return a * gate_values(self.ops, z, a, layer.leak)
+        out, self.z[path] = self.ops.plain_gate(a, layer.leak)
+        return out
 
-    def pool(self, path, layer, win):
-        t = self.ops.argmax(win, -1)
-        self.t[path] = t
-        return self.ops.select(win, t)
+    def pool(self, path, layer, x):
+        out, self.t[path] = self.ops.max_pool_positions(x, layer.kernel_size)
+        return out
 
 
 class FixedLatents:
@@ -62,14 +59,14 @@ class FixedLatents:
         self.gpool: dict = {}
 
     def switch(self, path, layer, a):
-        return a * gate_values(self.ops, self.z[path], a, layer.leak)
+        return self.ops.gate(a, self.z[path], layer.leak)
 
-    def pool(self, path, layer, win):
-        return self.ops.select(win, self.t[path])
+    def pool(self, path, layer, x):
+        return self.ops.pool_select(x, self.t[path], layer.kernel_size)
 
     def switch_render(self, path, layer, g):
         self.ghat[path] = g
-        return g * gate_values(self.ops, self.z[path], g, layer.leak)
+        return self.ops.gate(g, self.z[path], layer.leak)
 
     def pool_render(self, path, layer, g):
         self.gpool[path] = g

@@ -5,7 +5,8 @@ CNN pass, fixed-latent evaluation, the engine's block updates, ancestral samplin
 traversal. Hooks implement:
 
 * ``switch(path, layer, a) -> out``: forward at a Switch with pre-activation ``a = x + b``;
-* ``pool(path, layer, win) -> out``: forward at a MaxPool, ``win`` = (N,C,H',W',k²) windows;
+* ``pool(path, layer, x) -> out``: forward at a MaxPool on its input map ``x`` (N,C,H,W)
+  (``ops.pool_select``/``ops.max_pool_positions`` act on k×k windows without copying them);
 * ``switch_render(path, layer, g) -> out``: rendering arriving at a Switch (this is ``ĝ_ℓ``);
 * ``pool_render(path, layer, g) -> t``: pooled rendering ``g_ℓ`` arriving at a MaxPool;
 * ``norm(path, x, direction)``: a Norm layer, ``direction`` in {"forward", "render"}.
@@ -59,6 +60,11 @@ def infer_shapes(layers: Sequence[Layer], in_shape: Shape, prefix: str = "",
     return shapes, shape
 
 
+def over_sigma2(h, sigma2: float):
+    """The gated forward's input h/σ², skipping the division by 1 (bit-identical, one pass less)."""
+    return h if sigma2 == 1.0 else h / sigma2
+
+
 def channel_view(b, ndim: int):
     """Broadcast a per-channel vector (C,) against (N,C,...) of ``ndim`` dims."""
     return b.reshape((1, -1) + (1,) * (ndim - 2))
@@ -74,7 +80,7 @@ def forward(ops, layers: Sequence[Layer], params: dict, x, hooks: Any, prefix: s
         elif isinstance(layer, Switch):
             x = hooks.switch(path, layer, x + channel_view(params[f"{prefix}{path}.bias"], x.ndim))
         elif isinstance(layer, MaxPool):
-            x = hooks.pool(path, layer, ops.windows(x, layer.kernel_size))
+            x = hooks.pool(path, layer, x)
         elif isinstance(layer, Norm):
             x = hooks.norm(path, x, "forward")
         elif isinstance(layer, Residual):
@@ -100,9 +106,8 @@ def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: st
         elif isinstance(layer, Switch):
             g = hooks.switch_render(path, layer, g)
         elif isinstance(layer, MaxPool):
-            k = layer.kernel_size
-            t = hooks.pool_render(path, layer, g)
-            g = ops.unwindows(ops.place(g, t, k * k), k)
+            g = ops.fast_layout(g)  # the pooled rendering is also used by the sweep
+            g = ops.pool_place(g, hooks.pool_render(path, layer, g), layer.kernel_size)
         elif isinstance(layer, Norm):
             g = hooks.norm(path, g, "render")
         elif isinstance(layer, Residual):

@@ -163,7 +163,8 @@ class DGM:
         check_array("x_obs", x_obs, shape_tail=self.level0_shape, like=like)
         norm = NormPolicy(ops, self.norm)
         hooks = PlainPass(ops, norm)
-        u = T.forward(ops, self.layers, params, x_obs / self.sigma2, hooks, "layers.")
+        u = T.forward(ops, self.layers, params, T.over_sigma2(x_obs, self.sigma2), hooks,
+                      "layers.")
         logits = self.head(params, u)
         state = State(h=x_obs, y=ops.argmax(logits, -1), z=hooks.z, t=hooks.t,
                       norm_scales=norm.scales)

@@ -26,11 +26,30 @@ def t_step(ops, win, g, t_old, keep: bool = True):
     """AdaPool positions: window arg-max where g > 0, arg-min where g < 0, ``t_old`` on ties.
 
     ``win`` (N,C,H',W',k²) holds the values a pool position would pass; ``g`` (N,C,H',W')."""
-    cand = ops.where(g > 0, ops.argmax(win, -1), ops.argmin(win, -1))
+    k = round(win.shape[-1] ** 0.5)
+    return pool_t_step(ops, ops.unwindows(win, k), g, t_old, k, keep)
+
+
+def pool_t_step(ops, x, g, t_old, k: int, keep: bool = True):
+    """``t_step`` on the map ``x`` (N,C,H,W) itself, with fused window extrema (no window copy)."""
+    return _positions(ops, x, g, t_old, k, keep)[0]
+
+
+def _positions(ops, x, g, t_old, k: int, keep: bool):
+    """``pool_t_step``'s positions and the values of ``x`` there: ``(t_new, P_{t_new} x)``.
+
+    Positions carry no gradient, so they are computed on ``stop_gradient(x)``; the window
+    extrema come with their values, so P_t x needs a gather only at ``t_old``."""
+    x = ops.stop_gradient(x)
+    v_max, t_max = ops.max_pool_positions(x, k)
+    v_min, t_min = ops.min_pool_positions(x, k)
+    up = g > 0
+    cand, v_cand = ops.where(up, t_max, t_min), ops.where(up, v_max, v_min)
     if not keep:
-        return cand
-    tie = (g == 0) | (ops.select(win, t_old) == ops.select(win, cand))
-    return ops.where(tie, t_old, cand)
+        return cand, v_cand
+    v_old = ops.pool_select(x, t_old, k)
+    tie = (g == 0) | (v_old == v_cand)
+    return ops.where(tie, t_old, cand), ops.where(tie, v_old, v_cand)
 
 
 def joint_step(ops, a, g, z_old, t_old, k: int, keep: bool = True):
@@ -39,13 +58,10 @@ def joint_step(ops, a, g, z_old, t_old, k: int, keep: bool = True):
     Per window: p* = arg-max (g > 0) / arg-min (g < 0) of ``a``; switch p* on iff a_{p*}·g > 0;
     the other units of the window are ties (rendered value 0): keep their value (or off).
     Returns ``(z_new (N,C,H,W) bool, t_new (N,C,H',W') int)``."""
-    wa = ops.windows(a, k)
-    t_new = t_step(ops, wa, g, t_old, keep)
-    zw = ops.windows(z_old, k)
-    z_sel = z_step(ops, ops.select(wa, t_new), g, ops.select(zw, t_new), keep)
-    chosen = ops.one_hot(t_new, k * k, a) > 0
-    rest = zw if keep else zw & False
-    return ops.unwindows(ops.where(chosen, z_sel[..., None], rest), k), t_new
+    t_new, a_sel = _positions(ops, a, g, t_old, k, keep)
+    z_sel = z_step(ops, a_sel, g, ops.pool_select(z_old, t_new, k), keep)
+    rest = z_old if keep else z_old & False
+    return ops.pool_update(rest, t_new, z_sel, k), t_new
 
 
 def y_step(ops, s, y_old, keep: bool = True):

@@ -26,7 +26,7 @@ RECORD = ("none", "cycle", "step")
 def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5,
                     until_fixed_point: bool = False, options: Options | None = None,
                     record: str = "cycle", observed: str = "input",
-                    initial_state: State | None = None) -> Result:
+                    initial_state: State | None = None, renderings: bool = True) -> Result:
     """Run the alternating-MAP engine on a batch.
 
     Args:
@@ -37,6 +37,8 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
         options: exact by default; ``Options.original()`` for CNN-F's heuristics.
         record: "none", "cycle" (objective after every cycle) or "step" (after every single step).
         initial_state: start here instead of at the plain CNN state (its logits are recomputed).
+        renderings: keep g_0 of every cycle in ``Result.renderings`` (False: an empty list,
+            which saves one level-0 map per cycle when only the logits are wanted).
     Returns:
         ``Result`` with the final state, the logits of every pass, states and trajectory.
     Example:
@@ -65,22 +67,24 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
                       q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales)
     engine = _Engine(model, params, x_obs, options, record, ops)
     engine.record(0, "init", state)
-    all_logits, states, renderings = [logits], [state], []
+    all_logits, states, rendered = [logits], [state], []
     converged = ops.xp.zeros(state.batch_size, dtype=bool) if ops.name == "numpy" else \
         ops.xp.zeros(state.batch_size, dtype=ops.xp.bool, device=x_obs.device)
     n = 0
     for n in range(1, cycles + 1):
         new_state, logits, g0 = engine.cycle(n, state, all_logits[-1])
         all_logits.append(logits)
-        renderings.append(g0)
+        if renderings:
+            rendered.append(g0)
         if record != "none":
             states.append(new_state)
-        converged = _same_state(ops, state, new_state)
+        if until_fixed_point or n == cycles:  # only the last cycle's test is reported
+            converged = _same_state(ops, state, new_state)
         state = new_state
         if until_fixed_point and bool(converged.all()):
             break
     return Result(state=state, logits=all_logits, states=states, trajectory=engine.trajectory,
-                  cycles=n if cycles else 0, converged=converged, renderings=renderings,
+                  cycles=n if cycles else 0, converged=converged, renderings=rendered,
                   x_obs=x_obs)
 
 
@@ -118,7 +122,8 @@ class _Engine:
         state = self.h_step(n, state, g0, g0_exact)
         sweep = Sweep(ops, model, state.z, state.t, rendered.ghat, rendered.gpool, opt,
                       model.norm_policy(ops, state), self._on_step(n, state, exact_render))
-        u = T.forward(ops, model.layers, params, state.h / model.sigma2, sweep, "layers.")
+        h = T.over_sigma2(state.h, model.sigma2)
+        u = T.forward(ops, model.layers, params, h, sweep, "layers.")
         logits = model.head(params, u)
         state = state.replace(z=sweep.z, t=sweep.t)
         state = self.y_step(n, state, logits)
@@ -189,7 +194,8 @@ class _Engine:
         probe = Sweep(ops, model, before.z, before.t, exact_render.ghat, exact_render.gpool,
                       exact_opt, model.norm_policy(ops, before))
         frozen = _FrozenExcept(probe, set(sites), before)
-        T.forward(ops, model.layers, self.params, before.h / model.sigma2, frozen, "layers.")
+        h = T.over_sigma2(before.h, model.sigma2)
+        T.forward(ops, model.layers, self.params, h, frozen, "layers.")
         return before.replace(z=frozen.z, t=frozen.t)
 
     def _guarded(self, old: State, proposal: State, fallback: State) -> State:
@@ -221,12 +227,12 @@ class _FrozenExcept:
             return out
         return self.fixed.switch(path, layer, a)
 
-    def pool(self, path, layer, win):
+    def pool(self, path, layer, x):
         if path in self.sites and path not in self.sweep.joint_done:
-            out = self.sweep.pool(path, layer, win)
+            out = self.sweep.pool(path, layer, x)
             self.t[path] = self.sweep.t[path]
             return out
-        return self.fixed.pool(path, layer, win)
+        return self.fixed.pool(path, layer, x)
 
 
 def _same_state(ops, a: State, b: State):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from dgm._hooks import NormPolicy, gate_values
+from dgm._hooks import NormPolicy
 
 from . import _blocks as B
 from ._options import Options
@@ -41,13 +41,14 @@ class Sweep:
             self.z[path] = B.z_step(ops, gating, ghat, self.z[path], self.keep)
             self._step(path, (path,))
         out = a if (opt.guard or not opt.blend) else gating
-        return out * gate_values(ops, self.z[path], a, layer.leak)
+        return ops.gate(out, self.z[path], layer.leak)
 
-    def pool(self, path, layer, win):
+    def pool(self, path, layer, x):
+        k = layer.kernel_size
         if path not in self.joint_done:
-            self.t[path] = B.t_step(self.ops, win, self.gpool[path], self.t[path], self.keep)
+            self.t[path] = B.pool_t_step(self.ops, x, self.gpool[path], self.t[path], k, self.keep)
             self._step(path, (path,))
-        return self.ops.select(win, self.t[path])
+        return self.ops.pool_select(x, self.t[path], k)
 
     def _step(self, name: str, sites: tuple[str, ...]) -> None:
         if self.on_step is not None:

@@ -61,8 +61,15 @@ class CNNF(nn.Module):
                                          options=self.options, record="none", **kwargs)
 
     def forward_passes(self, x: torch.Tensor, cycles: int | None = None) -> list[torch.Tensor]:
-        """Logits of every pass: pass 0 is the plain CNN, pass c follows feedback cycle c."""
-        return self.run(x, cycles).logits
+        """Logits of every pass: pass 0 is the plain CNN, pass c follows feedback cycle c.
+
+        Without autograd (``torch.no_grad``) the engine runs under ``torch.inference_mode``;
+        the returned logits are ordinary tensors."""
+        if torch.is_grad_enabled():
+            return self.run(x, cycles, renderings=False).logits
+        with torch.inference_mode():
+            passes = self.run(x, cycles, renderings=False).logits
+        return [p.clone() for p in passes]
 
     def readout_logits(self, passes: Sequence[torch.Tensor], readout: str | None = None):
         r = readout or self.readout
