@@ -6,9 +6,10 @@ CPU cores.
 It is ``dgm eval`` with the bundled models (``fashion_cnn``, ``fashion_cnnf``) and a budget-sized
 default: 64 images, ε ∈ {0, 0.03, 0.06} (pixel units), PGD-40 on the first / e2e / e2e-sum /
 BPDA targets plus transfer from the CNN, the "last" readout, small gradient-masking checks.
-Cost: the 5-cycle CNN-F's e2e PGD-40 is 40 forward+backward passes through every cycle. The
-whole demo measured 369 CPU-seconds on one thread (64 images, two ε > 0, all checks; 22 min of
-wall time on a machine shared with ~10 other jobs). The full 1,000-image evaluation is
+Cost: the 5-cycle CNN-F's e2e PGD-40 is 40 forward+backward passes through every cycle. With
+the bundled models the whole demo took 288 CPU-seconds on one thread (64 images, ε = 0.03 and
+0.06, all checks; 23 min of wall time at a 20 % CPU share on a machine shared with ~10 jobs);
+untrained weights cost the same. The full 1,000-image evaluation is
 ``dgm eval fashion-mnist --n-examples 1000``.
 """
 from __future__ import annotations
