@@ -76,10 +76,9 @@ def _band(ax, pos, values, label):
     ax.fill_between(pos, lo, hi, alpha=0.2, color=line.get_color())
 
 
-def plot_log_joint(steps: Sequence[StepRecord], path: str | os.PathLike) -> None:
-    """Δ log p_G vs step (median, 10–90 % band), variants overlaid, one panel per condition."""
+def _band_panels(curves, path, title: str, ylabel: str, zero_line: bool) -> None:
+    """One panel per condition with each variant's median and 10–90 % band over cycles."""
     plt = _plt()
-    curves = _curves(steps, lambda r: r.log_joint)
     conditions = list(dict.fromkeys(c for _, c in curves))
     fig, axes = plt.subplots(1, len(conditions), figsize=(5.5 * len(conditions), 4),
                              constrained_layout=True, squeeze=False)
@@ -88,30 +87,25 @@ def plot_log_joint(steps: Sequence[StepRecord], path: str | os.PathLike) -> None
             if c == cond:
                 _band(ax, pos, vals, variant)
         ax.set_yscale("symlog", linthresh=1.0)
-        ax.set(title=f"{cond}: log joint − initial", xlabel="cycle", ylabel="Δ log p_G")
-        ax.axhline(0, color="k", lw=0.5)
+        ax.set(title=f"{cond}: {title}", xlabel="cycle", ylabel=ylabel)
+        if zero_line:
+            ax.axhline(0, color="k", lw=0.5)
         ax.legend()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_log_joint(steps: Sequence[StepRecord], path: str | os.PathLike) -> None:
+    """Δ log p_G vs step (median, 10–90 % band), variants overlaid, one panel per condition."""
+    _band_panels(_curves(steps, lambda r: r.log_joint), path, "log joint − initial",
+                 "Δ log p_G", zero_line=True)
 
 
 def plot_units(steps: Sequence[StepRecord], path: str | os.PathLike) -> None:
     """Switch and pool-position entries changed by each step (median, 10–90 % band), per
     variant, one panel per condition: how far each cycle still is from a fixed point."""
-    plt = _plt()
-    curves = _curves(steps, lambda r: r.units_changed, relative=False)
-    conditions = list(dict.fromkeys(c for _, c in curves))
-    fig, axes = plt.subplots(1, len(conditions), figsize=(5.5 * len(conditions), 4),
-                             constrained_layout=True, squeeze=False)
-    for ax, cond in zip(axes[0], conditions):
-        for (variant, c), (pos, vals) in curves.items():
-            if c == cond:
-                _band(ax, pos, vals, variant)
-        ax.set_yscale("symlog", linthresh=1.0)
-        ax.set(title=f"{cond}: z/t entries changed per step", xlabel="cycle", ylabel="units")
-        ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _band_panels(_curves(steps, lambda r: r.units_changed, relative=False), path,
+                 "z/t entries changed per step", "units", zero_line=False)
 
 
 def plot_terms(steps: Sequence[StepRecord], path: str | os.PathLike) -> None:
