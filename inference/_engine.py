@@ -236,9 +236,15 @@ class _FrozenExcept:
 
 
 def _same_state(ops, a: State, b: State):
-    """Per-example: is ``b`` identical to ``a`` (h, y, z, t)? (fixed-point test)."""
+    """Per-example: is ``b`` the same state as ``a``? (fixed-point test).
+
+    The discrete latents (y, z, t) must be identical; h, the only continuous part, equal up to
+    64 units of round-off (|Δh| ≤ 64·eps·(1 + |h|)), so that backends whose kernels round
+    differently in the last bit agree on convergence."""
     n = a.batch_size
-    same = (a.y == b.y) & (a.h == b.h).reshape(n, -1).all(-1)
+    eps = 64 * float(ops.xp.finfo(a.h.dtype).eps)
+    close = ops.xp.abs(a.h - b.h) <= eps * (1 + ops.xp.abs(a.h))
+    same = (a.y == b.y) & close.reshape(n, -1).all(-1)
     for k in a.z:
         same = same & (a.z[k] == b.z[k]).reshape(n, -1).all(-1)
     for k in a.t:
