@@ -1,8 +1,6 @@
 """Hook objects for the traversals in ``_traverse``: plain CNN pass, fixed latents, norm policy."""
 from __future__ import annotations
 
-from typing import Any
-
 from .layers import Switch
 
 

@@ -11,8 +11,8 @@ forward. Layers are immutable descriptions: they hold no parameters and no state
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from backends import DGMError
 

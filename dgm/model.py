@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from backends import DGMError, backend_by_name, get_backend
 
 from . import _traverse as T
-from ._hooks import FixedLatents, NormPolicy, PlainPass
+from ._hooks import FixedLatents, NormPolicy, PlainPass, gate_values
 from ._validate import check_array, check_latent
 from .layers import Dense, Initializer, Layer, MaxPool, Switch
 from .state import State
@@ -274,16 +274,23 @@ class DGM:
         return log_pi[y]
 
     def _switch_term(self, ops, params, path, z, ghat, normalisation):
-        """⟨b ⊙ γ(z), ĝ⟩ (G); plus the Bernoulli normaliser −Σ log(e^{αu} + e^{u}), u = bĝ (B)."""
-        from ._hooks import gate_values
-        layer = self.site_layer[path]
-        u = ghat * T.channel_view(params[f"layers.{path}.bias"], ghat.ndim)
-        term = ops.batch_dot(gate_values(ops, z, u, layer.leak), u)
+        """⟨b ⊙ γ(z), ĝ⟩ (G); minus the Bernoulli normaliser (B), both (N,)."""
+        u = self._prior_logit(params, path, ghat)
+        term = ops.batch_dot(gate_values(ops, z, u, self.site_layer[path].leak), u)
         if normalisation == "B":
-            a = layer.leak
-            norm = ops.softplus(u * (1 - a)) + a * u
-            term = term - norm.reshape(norm.shape[0], -1).sum(-1)
+            term = term - self._bernoulli_normaliser(ops, path, u)
         return term
+
+    @staticmethod
+    def _prior_logit(params, path: str, ghat):
+        """u = b·ĝ, the switch prior's logit per unit (dgm-math §1.3)."""
+        return ghat * T.channel_view(params[f"layers.{path}.bias"], ghat.ndim)
+
+    def _bernoulli_normaliser(self, ops, path: str, u):
+        """Σ_units log(e^{αu} + e^{u}) = Σ sp((1−α)u) + αu per example (N,); α = the leak."""
+        a = self.site_layer[path].leak
+        norm = ops.softplus(u * (1 - a)) + a * u
+        return norm.reshape(norm.shape[0], -1).sum(-1)
 
     @staticmethod
     def gaussian(ops, value, mean, var):
@@ -303,13 +310,10 @@ class DGM:
             g0, hooks = self.render(params, state, self.top_vector(params, yk))
             r = ops.batch_dot(g0, g0) / (2 * self.sigma2)
             for path in self.switch_sites:
-                layer = self.site_layer[path]
-                u = hooks.ghat[path] * T.channel_view(params[f"layers.{path}.bias"],
-                                                      hooks.ghat[path].ndim)
-                sp = ops.softplus(u * (1 - layer.leak)) + layer.leak * u
-                r = r + sp.reshape(sp.shape[0], -1).sum(-1)
+                u = self._prior_logit(params, path, hooks.ghat[path])
+                r = r + self._bernoulli_normaliser(ops, path, u)
             cols.append(s[:, k] - r)
-        return ops.xp.stack(cols, -1) if ops.name == "numpy" else ops.xp.stack(cols, dim=-1)
+        return ops.xp.stack(cols, -1)
 
     def check_state(self, state: State, like, x_obs=None) -> None:
         """Shapes, dtypes, value ranges and completeness of ``state`` against this model; with

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from backends import DGMError, get_backend
 from dgm import DGM, State
-from dgm._hooks import NormPolicy
+from dgm._hooks import FixedLatents
 from dgm import _traverse as T
 
 from . import _blocks as B
@@ -215,7 +215,6 @@ class _FrozenExcept:
     def __init__(self, sweep: Sweep, sites: set, state: State):
         self.sweep, self.sites, self.norm = sweep, sites, sweep.norm
         self.z, self.t = dict(state.z), dict(state.t)
-        from dgm._hooks import FixedLatents
         self.fixed = FixedLatents(sweep.ops, self.z, self.t, sweep.norm)
 
     def switch(self, path, layer, a):

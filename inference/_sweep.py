@@ -8,7 +8,7 @@ per-example replacement latents (the guard).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from dgm._hooks import NormPolicy
 
