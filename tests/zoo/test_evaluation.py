@@ -19,7 +19,7 @@ from zoo.cli import build_parser
 from zoo.evaluation import (TARGETS, CheckConfig, EvalConfig, attack_inputs, bpda_surrogate,
                             build_target, evaluate, fixed_subset, records, run_evaluation,
                             worst_cases)
-from zoo.evaluation.runner import score
+from zoo.evaluation.runner import cell_seed, score
 from zoo.models.cnnf import CNNF
 
 
@@ -210,3 +210,46 @@ def test_cli_parses_eval_and_demo_options():
     assert args.attacks == ("e2e",) and args.n_examples == 1000 and args.steps == 40
     demo = build_parser().parse_args(["demo"])
     assert demo.out == "out/demo" and demo.readouts == ("last",)
+
+
+def test_cascade_attacks_only_survivors_and_keeps_the_worst_case():
+    """A cascaded attack runs on exactly the images every earlier attack left correct (the
+    same inputs as attacking that subset directly); skipped images inherit the earlier
+    breaking outcome, so the cascaded column is the worst case so far."""
+    models, x, y, ev = run_tiny(cascade=("e2e-sum", "bpda"), attacks=TARGETS)
+    order, skipped = list(TARGETS), 0
+    for (m, r, a, e), cell in ev.cells.items():
+        if a not in ("e2e-sum", "bpda") or models[m].cycles == 0:
+            continue
+        earlier = [ev.cells[(m, r, b, e)] for b in order[:order.index(a)]]
+        alive = torch.stack([c.correct for c in earlier]).all(0)
+        skipped += int((~alive).sum())
+        assert torch.equal(cell.attacked, alive)
+        assert not cell.correct[~alive].any()
+        assert torch.equal(cell.correct, cell.correct & alive)
+        first_broken = [next(c for c in earlier if not c.correct[i]) for i in
+                        (~alive).nonzero().squeeze(1).tolist()]
+        for i, c in zip((~alive).nonzero().squeeze(1).tolist(), first_broken):
+            assert torch.equal(cell.pass_correct[:, i], c.pass_correct[:, i])
+        if alive.any():  # the survivors of batch 0 attacked directly, same seed
+            s = slice(0, ev.config.batch_size)
+            run = alive[s].nonzero().squeeze(1)
+            if len(run):
+                xa = attack_inputs(models[m], a, r, x[s][run], y[s][run], e, ev.config,
+                                   cell_seed(ev.config.seed, m, r, a, e, 0))
+                want, _ = score(models[m], r, xa, y[s][run])
+                assert torch.equal(cell.correct[s][run], want)
+    assert skipped > 0  # the case under test happened
+    robust = worst_cases(ev)
+    for (m, r, e), summary in robust.items():
+        if e > 0 and models[m].cycles:
+            cols = torch.stack([ev.cells[(m, r, a, e)].correct for a in TARGETS])
+            assert torch.equal(summary.robust, cols.all(0))
+            assert torch.equal(summary.robust, ev.cells[(m, r, "bpda", e)].correct)
+
+
+def test_cascade_must_follow_the_first_attack():
+    with pytest.raises(ValueError, match="cascade"):
+        EvalConfig(attacks=("first", "e2e"), cascade=("first",))
+    with pytest.raises(ValueError, match="cascade"):
+        EvalConfig(attacks=("first", "e2e"), cascade=("bpda",))

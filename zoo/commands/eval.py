@@ -53,6 +53,9 @@ def add_common(p: argparse.ArgumentParser, *, out: str | None, n_examples: int,
     p.add_argument("--step-scale", type=float, default=_EVAL.step_scale,
                    help="PGD step = step_scale · ε / steps")
     p.add_argument("--restarts", type=int, default=_EVAL.restarts, help="PGD restarts")
+    p.add_argument("--cascade", type=names, default=(),
+                   help="attacks run only on images every earlier attack left correct "
+                        "(AutoAttack-style; the min column is the same worst case), e.g. e2e-sum,bpda")
     p.add_argument("--batch-size", type=int, default=_EVAL.batch_size)
     p.add_argument("--seed", type=int, default=0, help="subset and random starts")
     p.add_argument("--check-n", type=int, default=check.n,
@@ -121,6 +124,7 @@ def evaluate_from_args(args, models: dict, header: dict) -> int:
     cnn = next((m for m, net in models.items() if net.cycles == 0), None)
     attacks = tuple(a for a in args.attacks if a != "transfer" or cnn is not None)
     config = EvalConfig(eps=args.eps, attacks=attacks, readouts=args.readouts,
+                        cascade=tuple(a for a in args.cascade if a in attacks),
                         steps=args.steps, step_scale=args.step_scale, restarts=args.restarts,
                         batch_size=args.batch_size, seed=args.seed, transfer_from=cnn)
     check = None if args.no_checks else CheckConfig(

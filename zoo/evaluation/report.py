@@ -65,6 +65,8 @@ def records(ev: Evaluation, cycles: Mapping[str, int],
                         step_size_input=cfg.step_size(e) if steps and e else 0.0,
                         restarts=cfg.restarts if steps else 0, seed=cfg.seed,
                         pass_acc=[float(p.float().mean()) for p in c.pass_correct],
+                        n_attacked=len(c.correct) if c.attacked is None else int(c.attacked.sum()),
+                        cascade=a in cfg.cascade and bool(cycles[m]),
                         seconds=round(c.seconds, 2), **accuracy_with_interval(c.correct)))
     base = baseline_row(ev, cycles)
     for over, wc in _worst_case_sets(ev).items():
@@ -132,7 +134,10 @@ def markdown(ev: Evaluation, cycles: Mapping[str, int], recs: Sequence[dict],
              f"PGD-{cfg.steps}, step {cfg.step_scale:g}·ε/{cfg.steps}, random start, "
              f"{cfg.restarts} restart(s); attacks: {', '.join(cfg.attacks)}. "
              f"Accuracy in % with Wilson 95 % intervals; `min` = per-image worst case over all "
-             f"attacks of the row.", "",
+             f"attacks of the row."
+             + (f" Cascade ({', '.join(cfg.cascade)}): run only on the images every earlier "
+                f"attack of the row left correct (the `min` column is the same worst case)."
+                if cfg.cascade else ""), "",
              "## Worst-case (`min`) accuracy vs ε", "",
              "| model | readout | worst case over | " + " | ".join(f"ε={e:g}" for e in eps)
              + " |", "|---|---|---|" + "---|" * len(eps)]
@@ -151,6 +156,8 @@ def markdown(ev: Evaluation, cycles: Mapping[str, int], recs: Sequence[dict],
                 row.append("-" if d is None else f"{100 * d['acc']:.1f}")
             attacked = "per image worst" if a == MIN else \
                 _attacked(a, r, cycles[m], cfg.transfer_from)
+            if a in cfg.cascade and cycles[m]:
+                attacked += " (cascade: worst case so far)"
             lines.append(f"| {m} | {r} | {a} | {attacked} | " + " | ".join(row) + " |")
     tests = [d for d in recs if d["kind"] == "paired_test"]
     if tests:
