@@ -168,3 +168,38 @@ def test_cli_trains_exports_and_the_weights_reload(tmp_path, tiny):
     assert load_weights(net, f"{prefix}.safetensors")["sha256"] == card["sha256"]
     best = load_checkpoint(out / "best.pt")["model"]
     assert all(torch.equal(best[k], v) for k, v in net.state_dict().items())
+
+
+def test_exact_feedback_logits_are_quadratic_in_the_head_scale():
+    """Why exact mode stalls from scratch (issue 5): with τ² = ∞ the h-step sets h to the
+    rendering g_0 ∝ Aᵀe_ŷ, so a later pass's logits s_y = ⟨g_0(ŷ), g_0(y)⟩ (+ bias terms, zero
+    here) scale with the head squared, while the plain pass scales linearly: the feedback's
+    confidence in the first pass's class, not the input, sets the later passes' margin."""
+    net = _tiny(TrainConfig(cycles=2, mode="exact"))
+    x = torch.from_numpy(_data("train", None)[0][:8])
+    with torch.no_grad():
+        base = net.forward_passes(x)
+        net.weights["head__weight"].mul_(3.0)
+        scaled = net.forward_passes(x)
+    assert torch.allclose(scaled[0], 3 * base[0], rtol=1e-5, atol=1e-6)
+    for b, s in zip(base[1:], scaled[1:]):
+        assert b.abs().max() > 0 and torch.allclose(s, 9 * b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("changes, warns", [({}, True), ({"cycles": 0}, False),
+                                            ({"mode": "original"}, False),
+                                            ({"init_from": "cnn.pt"}, False)])
+def test_exact_feedback_from_scratch_warns(changes, warns):
+    from zoo.training import feedback_warning
+    config = TrainConfig(**{"cycles": 2, "mode": "exact", **changes})
+    message = feedback_warning(config)
+    assert (message is not None) == warns
+    if warns:
+        assert "--init-from" in message and "--mode original" in message
+
+
+def test_train_emits_the_feedback_warning(tmp_path, tiny):
+    with pytest.warns(RuntimeWarning, match="--init-from"):
+        train(_config(tmp_path, "exact", cycles=1, epochs=0.25))
+    lines = [json.loads(s) for s in open(tmp_path / "exact" / "log.jsonl")]
+    assert [r["event"] for r in lines][:2] == ["start", "warning"]

@@ -46,7 +46,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                    help="also validate every STEPS steps (always at each epoch end)")
     p.add_argument("--checkpoint-minutes", type=float, default=_DEFAULTS.checkpoint_minutes)
-    p.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="warm start")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="warm start; needed for --mode exact with --cycles > 0, which stalls "
+                        "at chance from scratch (train the CNN first with --cycles 0)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--test", action="store_true",
                    help="when done, report the best checkpoint's test accuracy (never used "

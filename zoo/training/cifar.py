@@ -10,6 +10,8 @@ poly schedule, clip 0.5; batch 256 over 500 epochs (``--epochs 500 --batch-size 
 Training batches are augmented by ``zoo.data.random_crop_flip`` (4-px padding, flip).
 The feedback level is the loop's ``--ind``; ``ind`` outside 0..n is rejected by
 ``zoo.models.wrn`` (the released WRN-40-2 uses 5, WRN-16-2's analogue is 1).
+``--mode exact`` with cycles > 0 needs a warm start from an accurate CNN (``--cycles 0`` run,
+then ``--init-from``): from scratch it stalls at chance (``loop.feedback_warning``, issue 5).
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -92,6 +93,30 @@ def total_steps(config: TrainConfig, n_train: int) -> int:
     if per_epoch < 1:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {n_train} training items")
     return max(1, math.ceil(config.epochs * per_epoch))
+
+
+def feedback_warning(config: TrainConfig) -> Optional[str]:
+    """Why this run is likely to stall at chance, or None: ``--mode exact`` with feedback
+    cycles, trained from scratch (no ``--init-from``).
+
+    With τ² = ∞ the exact h-step replaces the level-0 feature by the rendering g_0 of the first
+    pass's class ŷ, and the z-steps align every gate with that rendering, so a later pass
+    re-predicts ŷ with logits ⟨g_0(ŷ), g_0(y)⟩ (+ bias terms): quadratic in the rendering's scale
+    (a test), whatever the input. With first-pass accuracy p over K classes the cross-entropy of
+    such a pass is lowest at margin log(p(K−1)/(1−p)), ≤ 0 while p ≤ 1/K: from scratch the later
+    passes' loss, whose gradient is orders of magnitude larger than the plain pass's at
+    initialisation, only shrinks the feedback to zero, and after gradient clipping the plain pass
+    barely trains (issue 5: WRN-16-2 on CIFAR-10). A warm start from an accurate CNN avoids it.
+    """
+    if config.mode != "exact" or config.cycles == 0 or config.init_from:
+        return None
+    return ("--mode exact with feedback cycles trained from scratch tends to stall at chance: "
+            "the exact engine's later passes re-predict the first pass's class with a margin "
+            "quadratic in the rendering's scale, so while the plain pass is near chance their "
+            "cross-entropy (huge at initialisation) only drives the feedback to zero and the "
+            "clipped gradient leaves the plain pass untrained. Train the CNN first (--cycles 0) "
+            "to a good accuracy and warm-start from it (--init-from RUN/best.pt), or use "
+            "--mode original.")
 
 
 @torch.no_grad()
@@ -168,6 +193,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool]
     if not resume or not (out / "last.pt").is_file():
         log.write("start", config=asdict(config), n_train=len(y_train), n_val=len(y_val),
                   total_steps=total, world_size=ddp.world)
+        warning = feedback_warning(config)
+        if warning and ddp.is_main:
+            warnings.warn(warning, RuntimeWarning, stacklevel=2)
+            log.write("warning", message=warning)
 
     def checkpoint() -> None:
         save_checkpoint(out / "last.pt", {"model": model.state_dict(),
