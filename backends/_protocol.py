@@ -133,6 +133,13 @@ class Backend:
         t = self.argmin(win, -1)
         return self.select(win, t), t
 
+    def extremum_pool_positions(self, x: Array, up: Array, k: int) -> tuple[Array, Array]:
+        """Per window the first maximum where ``up`` (bool, (N,C,H/k,W/k)) and the first
+        minimum elsewhere: ``(values, t)``."""
+        v_max, t_max = self.max_pool_positions(x, k)
+        v_min, t_min = self.min_pool_positions(x, k)
+        return self.where(up, v_max, v_min), self.where(up, t_max, t_min)
+
     def pool_select(self, x: Array, t: Array, k: int) -> Array:
         """P_t on the map: entry ``t`` of each k×k window of ``x`` -> (N,C,H/k,W/k)."""
         return self.select(self.windows(x, k), t)
@@ -145,6 +152,10 @@ class Backend:
         """``x`` with entry ``t`` of each k×k window replaced by ``values`` (any dtype, e.g. bool)."""
         chosen = self.one_hot(t, k * k, t) > 0
         return self.unwindows(self.where(chosen, values[..., None], self.windows(x, k)), k)
+
+    def needs_grad(self, x: Array) -> bool:
+        """Does a gradient flow back through ``x`` here (False for numpy)?"""
+        return False
 
     def gate_values(self, z: Array, like: Array, leak: float) -> Array:
         """γ(z): 1 where the switch is on, ``leak`` where off (z boolean), dtype of ``like``."""
@@ -159,6 +170,15 @@ class Backend:
         """The plain CNN's switch: ``(γ(z) ⊙ a, z)`` with z = 1[a > 0] (ReLU / leaky ReLU)."""
         z = a > 0
         return self.gate(a, z, leak), z
+
+    def activate(self, a: Array, leak: float, overwrite: bool = False) -> Array:
+        """``plain_gate``'s output alone (the gates are not kept); ``overwrite``: ``a`` is a
+        temporary of the caller that the output may be written into."""
+        return self.plain_gate(a, leak)[0]
+
+    def max_pool(self, x: Array, k: int) -> Array:
+        """``max_pool_positions``' values alone (the positions are not kept)."""
+        return self.max_pool_positions(x, k)[0]
 
     def avg_pool(self, x: Array, k: int) -> Array:
         return self.windows(x, k).mean(-1)

@@ -39,7 +39,7 @@ class TorchBackend(Backend):
         return _fast_layout(x)
 
     # -- fused pools on (N,H,W,C) views: F.max_pool2d's first-maximum indices for arg-max/min,
-    # gather for P_t, a one-hot mask product for U_t (as the protocol), bitwise ops for bools ---
+    # gather for P_t, scatter for U_t, bitwise ops for bools ------------------------------------
     def max_pool_positions(self, x: Array, k: int) -> tuple[Array, Array]:
         values, idx = F.max_pool2d(_fast_layout(x), k, return_indices=True)
         return values, self._position(idx, x.shape[-2:], k)
@@ -48,10 +48,30 @@ class TorchBackend(Backend):
         values, idx = F.max_pool2d(-_fast_layout(x), k, return_indices=True)  # first max of -x
         return -values, self._position(idx, x.shape[-2:], k)
 
+    def extremum_pool_positions(self, x: Array, up: Array, k: int) -> tuple[Array, Array]:
+        # one max-pool of x·m with m = ±1 per window (exact: a sign flip), the first maximum of
+        # -x being the first minimum of x, as min_pool_positions
+        sign = torch.where(up, 1.0, -1.0).to(x.dtype)
+        n, c, h, w = x.shape
+        signed = _nhwc(x).view(n, h // k, k, w // k, k, c) * _nhwc(sign)[:, :, None, :, None, :]
+        values, idx = F.max_pool2d(_from_windows(signed), k, return_indices=True)
+        return values * sign, self._position(idx, (h, w), k)
+
+    def needs_grad(self, x: Array) -> bool:
+        return torch.is_grad_enabled() and x.requires_grad
+
     def plain_gate(self, a: Array, leak: float) -> tuple[Array, Array]:
         if leak != 0.0:
             return super().plain_gate(a, leak)
         return F.relu(a), a > 0  # relu(a) = a·1[a > 0], with the same gradient
+
+    def activate(self, a: Array, leak: float, overwrite: bool = False) -> Array:
+        if leak != 0.0:
+            return super().activate(a, leak)
+        return F.relu(a, inplace=overwrite and not self.needs_grad(a))
+
+    def max_pool(self, x: Array, k: int) -> Array:
+        return F.max_pool2d(_fast_layout(x), k)
 
     def pool_select(self, x: Array, t: Array, k: int) -> Array:
         n, c, hp, wp = t.shape
@@ -65,8 +85,13 @@ class TorchBackend(Backend):
         return self._place(g, t, k)
 
     def _place(self, g: Array, t: Array, k: int) -> Array:
-        out = _nhwc(g)[:, :, None, :, None, :] * self.to_float(self._chosen(t, k), g)
-        return _from_windows(out)
+        # a scatter into zeros (the one-hot product's values; its zeros are all +0)
+        n, c, hp, wp = t.shape
+        hw = (hp * k, wp * k)
+        out = g.new_zeros((n, hw[0] * hw[1], c))
+        out.scatter_(1, self._flat_index(t, hw, k).view(n, hp * wp, c),
+                     _nhwc(g).view(n, hp * wp, c))
+        return out.view(n, hw[0], hw[1], c).permute(0, 3, 1, 2)
 
     def pool_update(self, x: Array, t: Array, values: Array, k: int) -> Array:
         if x.dtype != torch.bool:

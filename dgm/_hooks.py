@@ -31,18 +31,23 @@ class NormPolicy:
 
 class PlainPass:
     """The plain CNN pass (the engine's initial state, §3.6 row 7): ReLU gates z = 1[a > 0],
-    max-pool positions t = argmax; records them."""
+    max-pool positions t = argmax; records them (``record=False``: the same outputs, no
+    latents kept, e.g. for the fixed encoder or the plain logits alone)."""
 
-    def __init__(self, ops, norm: NormPolicy):
-        self.ops, self.norm = ops, norm
+    def __init__(self, ops, norm: NormPolicy, record: bool = True):
+        self.ops, self.norm, self.record = ops, norm, record
         self.z: dict = {}
         self.t: dict = {}
 
     def switch(self, path, layer: Switch, a):
+        if not self.record:  # a = x + b is the walk's temporary
+            return self.ops.activate(a, layer.leak, overwrite=True)
         out, self.z[path] = self.ops.plain_gate(a, layer.leak)
         return out
 
     def pool(self, path, layer, x):
+        if not self.record:
+            return self.ops.max_pool(x, layer.kernel_size)
         out, self.t[path] = self.ops.max_pool_positions(x, layer.kernel_size)
         return out
 

@@ -148,11 +148,14 @@ class DGM:
         """x̃ = f(x): the fixed encoder with plain gates (identity when there is no encoder)."""
         ops, like = self.check_params(params)
         check_array("x", x, shape_tail=self.input_shape, like=like)
+        return self._encode(ops, params, x)
+
+    def _encode(self, ops, params, x):
         if not self.encoder:
             return x
         mode = "none" if self.norm == "none" else "original"
-        return T.forward(ops, self.encoder, params, x, PlainPass(ops, NormPolicy(ops, mode)),
-                         "encoder.")
+        return T.forward(ops, self.encoder, params, x,
+                         PlainPass(ops, NormPolicy(ops, mode), record=False), "encoder.")
 
     def plain_state(self, params: Mapping[str, Any], x_obs) -> tuple[State, Any]:
         """The initial state (§4.2): h = x̃, plain ReLU/max gates, y = argmax of the plain logits.
@@ -161,6 +164,10 @@ class DGM:
         """
         ops, like = self.check_params(params)
         check_array("x_obs", x_obs, shape_tail=self.level0_shape, like=like)
+        return self._plain_state(ops, params, x_obs)
+
+    def _plain_state(self, ops, params, x_obs) -> tuple[State, Any]:
+        """``plain_state`` on a checked ``x_obs``."""
         norm = NormPolicy(ops, self.norm)
         hooks = PlainPass(ops, norm)
         u = T.forward(ops, self.layers, params, T.over_sigma2(x_obs, self.sigma2), hooks,
@@ -169,6 +176,24 @@ class DGM:
         state = State(h=x_obs, y=ops.argmax(logits, -1), z=hooks.z, t=hooks.t,
                       norm_scales=norm.scales)
         return state, logits
+
+    def encode_and_plain_state(self, params: Mapping[str, Any], x) -> tuple[Any, State, Any]:
+        """``(x̃, *plain_state(params, encode(params, x)))`` with the input checked once (x̃ is
+        a function of the checked x, so it is not re-scanned)."""
+        ops, like = self.check_params(params)
+        check_array("x", x, shape_tail=self.input_shape, like=like)
+        x_obs = self._encode(ops, params, x)
+        return (x_obs,) + self._plain_state(ops, params, x_obs)
+
+    def plain_logits(self, params: Mapping[str, Any], x) -> Any:
+        """The plain CNN's logits s (N, K) on the input ``x``: ``plain_state(params,
+        encode(params, x))[1]``, the same values, without keeping x̃ or any latent."""
+        ops, like = self.check_params(params)
+        check_array("x", x, shape_tail=self.input_shape, like=like)
+        hooks = PlainPass(ops, NormPolicy(ops, self.norm), record=False)
+        # x̃ is passed on unnamed, so the walk frees it after its first layer
+        return self.head(params, T.forward(ops, self.layers, params, T.over_sigma2(
+            self._encode(ops, params, x), self.sigma2), hooks, "layers."))
 
     def head(self, params, u):
         """s = A u_L + β  (N, K)."""

@@ -38,13 +38,11 @@ def pool_t_step(ops, x, g, t_old, k: int, keep: bool = True):
 def _positions(ops, x, g, t_old, k: int, keep: bool):
     """``pool_t_step``'s positions and the values of ``x`` there: ``(t_new, P_{t_new} x)``.
 
-    Positions carry no gradient, so they are computed on ``stop_gradient(x)``; the window
-    extrema come with their values, so P_t x needs a gather only at ``t_old``."""
+    Positions carry no gradient, so they are computed on ``stop_gradient(x)`` (and so are the
+    values); the window extrema come with their values, so P_t x needs a gather only at
+    ``t_old``."""
     x = ops.stop_gradient(x)
-    v_max, t_max = ops.max_pool_positions(x, k)
-    v_min, t_min = ops.min_pool_positions(x, k)
-    up = g > 0
-    cand, v_cand = ops.where(up, t_max, t_min), ops.where(up, v_max, v_min)
+    v_cand, cand = ops.extremum_pool_positions(x, g > 0, k)
     if not keep:
         return cand, v_cand
     v_old = ops.pool_select(x, t_old, k)
@@ -58,10 +56,24 @@ def joint_step(ops, a, g, z_old, t_old, k: int, keep: bool = True):
     Per window: p* = arg-max (g > 0) / arg-min (g < 0) of ``a``; switch p* on iff a_{p*}·g > 0;
     the other units of the window are ties (rendered value 0): keep their value (or off).
     Returns ``(z_new (N,C,H,W) bool, t_new (N,C,H',W') int)``."""
+    return _joint(ops, a, g, z_old, t_old, k, keep)[:2]
+
+
+def joint_step_pooled(ops, a, g, z_old, t_old, k: int, keep: bool = True, leak: float = 0.0):
+    """``joint_step`` and the pair's forward output ``P_{t_new}(γ(z_new) ⊙ a)`` (N,C,H',W'),
+    computed on the chosen entries only, ``γ(z_sel) ⊙ a_sel`` (the same numbers)."""
+    z_new, t_new, a_sel, z_sel = _joint(ops, a, g, z_old, t_old, k, keep)
+    if ops.needs_grad(a):  # a_sel is detached (positions carry no gradient): gather from a
+        a_sel = ops.pool_select(a, t_new, k)
+    return z_new, t_new, ops.gate(a_sel, z_sel, leak)
+
+
+def _joint(ops, a, g, z_old, t_old, k: int, keep: bool):
+    """``(z_new, t_new, a_sel, z_sel)``: the joint block and the chosen entries of a and z."""
     t_new, a_sel = _positions(ops, a, g, t_old, k, keep)
     z_sel = z_step(ops, a_sel, g, ops.pool_select(z_old, t_new, k), keep)
     rest = z_old if keep else z_old & False
-    return ops.pool_update(rest, t_new, z_sel, k), t_new
+    return ops.pool_update(rest, t_new, z_sel, k), t_new, a_sel, z_sel
 
 
 def y_step(ops, s, y_old, keep: bool = True):

@@ -26,7 +26,8 @@ RECORD = ("none", "cycle", "step")
 def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5,
                     until_fixed_point: bool = False, options: Options | None = None,
                     record: str = "cycle", observed: str = "input",
-                    initial_state: State | None = None, renderings: bool = True) -> Result:
+                    initial_state: State | None = None, renderings: bool = True,
+                    converged: bool = True) -> Result:
     """Run the alternating-MAP engine on a batch.
 
     Args:
@@ -39,6 +40,8 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
         initial_state: start here instead of at the plain CNN state (its logits are recomputed).
         renderings: keep g_0 of every cycle in ``Result.renderings`` (False: an empty list,
             which saves one level-0 map per cycle when only the logits are wanted).
+        converged: test the last cycle for a fixed point (False: ``Result.converged`` is
+            None, unless ``until_fixed_point`` needs the test anyway).
     Returns:
         ``Result`` with the final state, the logits of every pass, states and trajectory.
     Example:
@@ -54,22 +57,28 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
         raise DGMError(f"cycles must be a non-negative integer, got {cycles}")
     if observed not in ("input", "level0"):
         raise DGMError(f"observed must be 'input' or 'level0', got {observed!r}")
-    x_obs = model.encode(params, x) if observed == "input" else x
-    ops = get_backend(x_obs)
-    if initial_state is None:
+    if observed == "input" and initial_state is None:
+        x_obs, state, logits = model.encode_and_plain_state(params, x)
+    elif initial_state is None:
+        x_obs = x
         state, logits = model.plain_state(params, x_obs)
     else:
+        x_obs = model.encode(params, x) if observed == "input" else x
         model.check_state(initial_state, model.check_params(params)[1], x_obs=x_obs)
         state = initial_state
         logits = model.logits(params, state)
+    ops = get_backend(x_obs)
     if options.feedback == "softmax" and state.q is None:
         state = State(h=state.h, y=state.y, z=state.z, t=state.t,
                       q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales)
     engine = _Engine(model, params, x_obs, options, record, ops)
     engine.record(0, "init", state)
     all_logits, states, rendered = [logits], [state], []
-    converged = ops.xp.zeros(state.batch_size, dtype=bool) if ops.name == "numpy" else \
-        ops.xp.zeros(state.batch_size, dtype=ops.xp.bool, device=x_obs.device)
+    test = converged or until_fixed_point
+    converged = None
+    if test:
+        converged = ops.xp.zeros(state.batch_size, dtype=bool) if ops.name == "numpy" else \
+            ops.xp.zeros(state.batch_size, dtype=ops.xp.bool, device=x_obs.device)
     n = 0
     for n in range(1, cycles + 1):
         new_state, logits, g0 = engine.cycle(n, state, all_logits[-1])
@@ -78,7 +87,7 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
             rendered.append(g0)
         if record != "none":
             states.append(new_state)
-        if until_fixed_point or n == cycles:  # only the last cycle's test is reported
+        if until_fixed_point or (test and n == cycles):  # only the last test is reported
             converged = _same_state(ops, state, new_state)
         state = new_state
         if until_fixed_point and bool(converged.all()):
@@ -137,7 +146,7 @@ class _Engine:
         ``g0_exact`` is the rendering of the exact feedback (differs from ``g0`` only for
         logit feedback); the guard falls back to its exact target."""
         opt, h = self.options, state.h
-        target = self.x_obs + self.lam * (g0 - self.x_obs)
+        target = self.h_star(g0)
         if opt.h_update == "exact":
             new = target
         elif opt.h_update == "damped":
@@ -145,12 +154,17 @@ class _Engine:
         else:
             new = h + opt.eta * (g0 - h)
         if opt.guard and not opt.is_exact:
-            exact = self.x_obs + self.lam * (g0_exact - self.x_obs)
+            exact = self.h_star(g0_exact)
             new = self._guarded(state, state.replace(h=new), state.replace(h=exact))
         else:
             new = state.replace(h=new)
         self.record(n, "h", new)
         return new
+
+    def h_star(self, g0):
+        """x̃ + λ(g_0 − x̃) (the product skipped when λ = 1: multiplying by 1 is exact)."""
+        d = g0 - self.x_obs
+        return self.x_obs + (d if self.lam == 1.0 else self.lam * d)
 
     def y_step(self, n: int, state: State, logits) -> State:
         """S_y (§3.3): hard arg-max (keep-current ties) or q = softmax(s) for soft feedback."""
@@ -227,7 +241,7 @@ class _FrozenExcept:
         return self.fixed.switch(path, layer, a)
 
     def pool(self, path, layer, x):
-        if path in self.sites and path not in self.sweep.joint_done:
+        if path in self.sites:  # (a joint block's pool: the sweep's pooled output)
             out = self.sweep.pool(path, layer, x)
             self.t[path] = self.sweep.t[path]
             return out

@@ -25,25 +25,34 @@ class Sweep:
         self.on_step = on_step
         self.joint_done: set[str] = set()
         self.keep = options.ties == "keep"
+        # a joint block hands its pool the pooled output directly, unless a step callback may
+        # replace the latents after the step or the blend makes the gated map differ from a
+        self.pooled: dict = {}
+        self.fuse = on_step is None and not options.blend
 
     def switch(self, path, layer, a):
         opt, ops = self.options, self.ops
-        ghat = self.ghat[path]
-        gating = a + opt.blend * (ghat - a) if opt.blend else a
+        gating = a + opt.blend * (self.ghat[path] - a) if opt.blend else a
         pool = self.model.pool_partner.get(path) if opt.block == "joint" else None
         if pool is not None:
             k = self.model.site_layer[pool].kernel_size
-            self.z[path], self.t[pool] = B.joint_step(ops, gating, self.gpool[pool], self.z[path],
-                                                      self.t[pool], k, self.keep)
+            args = (ops, gating, self.gpool[pool], self.z[path], self.t[pool], k, self.keep)
             self.joint_done.add(pool)
+            if self.fuse:  # the pool returns P_t(γ(z) ⊙ a); the full gated map is not made
+                self.z[path], self.t[pool], self.pooled[pool] = B.joint_step_pooled(
+                    *args, layer.leak)
+                return a
+            self.z[path], self.t[pool] = B.joint_step(*args)
             self._step(path, (path, pool))
         else:
-            self.z[path] = B.z_step(ops, gating, ghat, self.z[path], self.keep)
+            self.z[path] = B.z_step(ops, gating, self.ghat[path], self.z[path], self.keep)
             self._step(path, (path,))
         out = a if (opt.guard or not opt.blend) else gating
         return ops.gate(out, self.z[path], layer.leak)
 
     def pool(self, path, layer, x):
+        if path in self.pooled:
+            return self.pooled.pop(path)
         k = layer.kernel_size
         if path not in self.joint_done:
             self.t[path] = B.pool_t_step(self.ops, x, self.gpool[path], self.t[path], k, self.keep)

@@ -64,12 +64,19 @@ class CNNF(nn.Module):
         """Logits of every pass: pass 0 is the plain CNN, pass c follows feedback cycle c.
 
         Without autograd (``torch.no_grad``) the engine runs under ``torch.inference_mode``;
-        the returned logits are ordinary tensors."""
+        the returned logits are ordinary tensors. With 0 cycles only the plain CNN runs
+        (``DGM.plain_logits``: the same logits, no latents recorded)."""
         if torch.is_grad_enabled():
-            return self.run(x, cycles, renderings=False).logits
+            return self._passes(x, cycles)
         with torch.inference_mode():
-            passes = self.run(x, cycles, renderings=False).logits
+            passes = self._passes(x, cycles)
         return [p.clone() for p in passes]
+
+    def _passes(self, x: torch.Tensor, cycles: int | None) -> list[torch.Tensor]:
+        if (self.cycles if cycles is None else cycles) == 0:
+            self._check_input(x)
+            return [self.dgm.plain_logits(self.params(), x)]
+        return self.run(x, cycles, renderings=False, converged=False).logits
 
     def readout_logits(self, passes: Sequence[torch.Tensor], readout: str | None = None):
         r = readout or self.readout

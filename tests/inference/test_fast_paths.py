@@ -1,0 +1,141 @@
+"""The engine's fast paths give the same numbers as the general code they bypass (issue 7):
+
+* ``DGM.plain_logits`` (no latents recorded, x̃ not kept) = ``plain_state``'s logits, and
+  ``CNNF`` with 0 cycles = pass 0 of the engine, with the same gradients;
+* the fused joint (switch, pool) block — the pool's output taken from the chosen entries, no
+  full gated map — used when no step callback runs (``record`` "none"/"cycle") = the unfused
+  path (``record="step"``) exactly on numpy, for every option set; on torch float64 it
+  agrees with the unfused path and with numpy to 1e-10;
+* ``converged=False`` skips the fixed-point test and changes nothing else.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+
+from backends import backend_by_name
+from inference import alternating_map
+from inference._blocks import joint_step, joint_step_pooled
+from tests.strategies import problems, to_torch
+from tests.inference.test_parity_torch import OPTIONS, num
+
+NP = backend_by_name("numpy")
+TO = backend_by_name("torch")
+
+
+def _same(a, b):
+    assert torch.equal(torch.as_tensor(num(a)), torch.as_tensor(num(b)))
+
+
+def _same_result(r1, r2):
+    for a, b in zip(r1.logits, r2.logits, strict=True):
+        _same(a, b)
+    _same(r1.state.h, r2.state.h)
+    _same(r1.state.y, r2.state.y)
+    for k in r1.state.z:
+        _same(r1.state.z[k], r2.state.z[k])
+    for k in r1.state.t:
+        _same(r1.state.t[k], r2.state.t[k])
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+@settings(max_examples=15, deadline=None)
+@given(problem=problems(kind="conv"))
+def test_fused_sweep_equals_unfused(name, problem):
+    """record="none" (fused joint blocks) = record="step" (every step through the callback)
+    on numpy, exactly (ties included)."""
+    kw = dict(cycles=3, options=OPTIONS[name], observed="level0", initial_state=problem.state)
+    args = (problem.model, problem.params, problem.x)
+    _same_result(alternating_map(*args, record="none", **kw),
+                 alternating_map(*args, record="step", **kw))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+@settings(max_examples=15, deadline=None)
+@given(problem=problems(kind="conv", grids=(None,)))
+def test_fused_sweep_torch_agrees(name, problem):
+    """The fused torch float64 sweep agrees with the unfused one and with numpy to 1e-10
+    (torch's float64 kernels may round the last bit differently from call to call)."""
+    kw = dict(cycles=3, options=OPTIONS[name], observed="level0")
+    fast = alternating_map(problem.model, to_torch(problem.params), to_torch(problem.x),
+                           record="none", initial_state=to_torch(problem.state), **kw)
+    for ref in (alternating_map(problem.model, to_torch(problem.params), to_torch(problem.x),
+                                record="step", initial_state=to_torch(problem.state), **kw),
+                alternating_map(problem.model, problem.params, problem.x, record="none",
+                                initial_state=problem.state, **kw)):
+        for a, b in zip(fast.logits, ref.logits, strict=True):
+            np.testing.assert_allclose(num(a), num(b), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(num(fast.state.h), num(ref.state.h), rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=problems(kind="conv"))
+def test_joint_step_pooled_output_and_gradient(problem):
+    """``joint_step_pooled``'s output = P_t(γ(z_new) ⊙ a), values and gradient in a."""
+    model = problem.model
+    for path, pool in model.pool_partner.items():
+        k = model.site_layer[pool].kernel_size
+        a = problem.values((problem.x.shape[0],) + tuple(model.shapes[path]))
+        g = problem.values(problem.state.t[pool].shape)
+        leak = model.site_layer[path].leak
+        z_old, t_old = problem.state.z[path], problem.state.t[pool]
+        for keep in (True, False):
+            z, t = joint_step(NP, a, g, z_old, t_old, k, keep)
+            z2, t2, out = joint_step_pooled(NP, a, g, z_old, t_old, k, keep, leak)
+            np.testing.assert_array_equal(z, z2)
+            np.testing.assert_array_equal(t, t2)
+            np.testing.assert_array_equal(out, NP.pool_select(NP.gate(a, z, leak), t, k))
+            at = to_torch(a).requires_grad_(True)
+            w = to_torch(problem.values(out.shape))
+            outs = []
+            for fused in (True, False):
+                at.grad = None
+                args = (TO, at, to_torch(g), to_torch(z_old), to_torch(t_old), k, keep)
+                if fused:
+                    zt, tt, o = joint_step_pooled(*args, leak)
+                else:
+                    zt, tt = joint_step(*args)
+                    o = TO.pool_select(TO.gate(at, zt, leak), tt, k)
+                (o * w).sum().backward()
+                outs.append((o.detach(), at.grad.clone()))
+            assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=problems())
+def test_plain_logits_equal_plain_state(problem):
+    model, params, x = problem.model, problem.params, problem.x
+    for conv in (lambda v: v, to_torch):
+        p, xv = conv(params), conv(x)
+        _same(model.plain_logits(p, xv), model.plain_state(p, model.encode(p, xv))[1])
+
+
+def test_cnnf_zero_cycles_is_pass_zero():
+    """The 0-cycle module (plain path) = the engine's pass 0, logits and gradients."""
+    from zoo.models.fashion import fashion_cnnf
+    net = fashion_cnnf(cycles=2)
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        _same(net(x, cycles=0), net.run(x, 0).logits[0])
+        _same(net.first_pass(x), net.run(x, 2).logits[0])
+    grads = []
+    for fn in (lambda v: net.first_pass(v), lambda v: net.run(v, 0).logits[0]):
+        net.zero_grad()
+        xv = x.clone().requires_grad_(True)
+        fn(xv).square().sum().backward()
+        grads.append([xv.grad] + [p.grad.clone() for p in net.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 1
+    for a, b in zip(*grads):
+        _same(a, b)
+
+
+@settings(max_examples=20, deadline=None)
+@given(problem=problems())
+def test_skipping_the_fixed_point_test_changes_nothing_else(problem):
+    kw = dict(cycles=2, observed="level0", initial_state=problem.state, record="none")
+    full = alternating_map(problem.model, problem.params, problem.x, **kw)
+    fast = alternating_map(problem.model, problem.params, problem.x, converged=False, **kw)
+    assert fast.converged is None and full.converged is not None
+    _same_result(full, fast)
