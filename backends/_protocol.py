@@ -176,6 +176,11 @@ class Backend:
         temporary of the caller that the output may be written into."""
         return self.plain_gate(a, leak)[0]
 
+    def bias_activate(self, x: Array, b: Array, leak: float, overwrite: bool = False) -> Array:
+        """``activate(x + b, leak)`` (``b`` broadcasts against ``x``); ``overwrite``: ``x`` is a
+        temporary of the caller that the output may be written into."""
+        return self.activate(x + b, leak, overwrite=True)
+
     def max_pool(self, x: Array, k: int) -> Array:
         """``max_pool_positions``' values alone (the positions are not kept)."""
         return self.max_pool_positions(x, k)[0]

@@ -70,6 +70,15 @@ class TorchBackend(Backend):
             return super().activate(a, leak)
         return F.relu(a, inplace=overwrite and not self.needs_grad(a))
 
+    def bias_activate(self, x: Array, b: Array, leak: float, overwrite: bool = False) -> Array:
+        if leak != 0.0 or x.device.type != "cpu" or self.needs_grad(x) or self.needs_grad(b):
+            return super().bias_activate(x, b, leak, overwrite)  # (aten's add+ReLU is CPU-only)
+        # one fused pass: max(x + b, 0), the same numbers as the sum then the ReLU (except that
+        # a NaN sum, only possible after an overflow to ±inf, gives 0 where F.relu keeps NaN)
+        if overwrite:
+            return torch.ops.aten._add_relu_(x, b)
+        return torch.ops.aten._add_relu(x, b)
+
     def max_pool(self, x: Array, k: int) -> Array:
         return F.max_pool2d(_fast_layout(x), k)
 

@@ -40,10 +40,13 @@ class PlainPass:
         self.t: dict = {}
 
     def switch(self, path, layer: Switch, a):
-        if not self.record:  # a = x + b is the walk's temporary
-            return self.ops.activate(a, layer.leak, overwrite=True)
         out, self.z[path] = self.ops.plain_gate(a, layer.leak)
         return out
+
+    def biased_switch(self, path, layer: Switch, x, b, owned: bool):
+        if self.record:
+            return self.switch(path, layer, x + b)
+        return self.ops.bias_activate(x, b, layer.leak, overwrite=owned)
 
     def pool(self, path, layer, x):
         if not self.record:

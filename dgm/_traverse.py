@@ -5,6 +5,9 @@ CNN pass, fixed-latent evaluation, the engine's block updates, ancestral samplin
 traversal. Hooks implement:
 
 * ``switch(path, layer, a) -> out``: forward at a Switch with pre-activation ``a = x + b``;
+  hooks may instead define ``biased_switch(path, layer, x, b, owned) -> out``, the same output
+  computed from ``x`` and the broadcast bias ``b`` (e.g. one fused add+ReLU); ``owned``: ``x``
+  is a temporary of the walk (never its input or a view of it), so it may be written into;
 * ``pool(path, layer, x) -> out``: forward at a MaxPool on its input map ``x`` (N,C,H,W)
   (``ops.pool_select``/``ops.max_pool_positions`` act on k×k windows without copying them);
 * ``switch_render(path, layer, g) -> out``: rendering arriving at a Switch (this is ``ĝ_ℓ``);
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
 
-from .layers import Layer, Linear, MaxPool, Norm, Residual, Shape, Switch
+from .layers import Flatten, Layer, Linear, MaxPool, Norm, Residual, Shape, Switch
 
 
 def iter_layers(layers: Sequence[Layer], prefix: str = "") -> Iterator[tuple[str, Layer]]:
@@ -73,16 +76,23 @@ def channel_view(b, ndim: int):
 def forward(ops, layers: Sequence[Layer], params: dict, x, hooks: Any, prefix: str,
             path_prefix: str = ""):
     """Bottom-up pass: ``x`` (N, *in_shape) → output, calling ``hooks`` at the sites."""
+    biased_switch = getattr(hooks, "biased_switch", None)
+    owned = False  # is x a temporary made by this walk (Flatten and Norm may return views)?
     for i, layer in enumerate(layers):
         path = f"{path_prefix}{i}"
         if isinstance(layer, Linear):
             x = layer.apply(ops, _sub(params, prefix, path, layer), x)
-        elif isinstance(layer, Switch):
-            x = hooks.switch(path, layer, x + channel_view(params[f"{prefix}{path}.bias"], x.ndim))
+            owned = owned or not isinstance(layer, Flatten)
+            continue
+        if isinstance(layer, Switch):
+            b = channel_view(params[f"{prefix}{path}.bias"], x.ndim)
+            x = hooks.switch(path, layer, x + b) if biased_switch is None else \
+                biased_switch(path, layer, x, b, owned)
         elif isinstance(layer, MaxPool):
             x = hooks.pool(path, layer, x)
         elif isinstance(layer, Norm):
             x = hooks.norm(path, x, "forward")
+            continue
         elif isinstance(layer, Residual):
             a = forward(ops, layer.preact, params, x, hooks, prefix, f"{path}.preact.")
             out = forward(ops, layer.body, params, a, hooks, prefix, f"{path}.body.")
@@ -93,6 +103,7 @@ def forward(ops, layers: Sequence[Layer], params: dict, x, hooks: Any, prefix: s
                     ops, _sub(params, prefix, f"{path}.projection", layer.projection), a)
         else:
             raise TypeError(f"unknown layer type {type(layer).__name__} at {path}")
+        owned = True
     return x
 
 

@@ -16,6 +16,8 @@ import torch
 from hypothesis import given, settings
 
 from backends import backend_by_name
+from dgm import DGM
+from dgm import layers as L
 from inference import alternating_map
 from inference._blocks import joint_step, joint_step_pooled
 from tests.strategies import problems, to_torch
@@ -139,3 +141,20 @@ def test_skipping_the_fixed_point_test_changes_nothing_else(problem):
     fast = alternating_map(problem.model, problem.params, problem.x, converged=False, **kw)
     assert fast.converged is None and full.converged is not None
     _same_result(full, fast)
+
+
+@pytest.mark.parametrize("head", [[L.Switch(2)], [L.Flatten(), L.Switch(8)]])
+def test_plain_logits_never_write_into_the_input(head):
+    """The fused add+ReLU writes in place only into the walk's own temporaries: a Switch right
+    after the input (or after Flatten's view of it) leaves the caller's x untouched."""
+    rest = [] if len(head) == 2 else [L.Flatten()]
+    model = DGM(head + rest + [L.Dense(8, 4), L.Switch(4)], classes=3, input_shape=(2, 2, 2))
+    params = model.init("torch", seed=0, dtype=torch.float64)
+    params = {k: torch.randn(v.shape, dtype=v.dtype, generator=torch.Generator().manual_seed(i))
+              for i, (k, v) in enumerate(params.items())}  # nonzero biases
+    x = torch.randn(5, 2, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    x0 = x.clone()
+    with torch.inference_mode():
+        logits = model.plain_logits(params, x)
+    assert torch.equal(x, x0)
+    _same(logits, model.plain_state(params, x)[1])
