@@ -17,16 +17,23 @@ class NormPolicy:
         self.ops, self.mode = ops, mode
         self.scales = {} if scales is None else scales
 
-    def __call__(self, path: str, x, direction: str):
+    def __call__(self, path: str, x, direction: str, overwrite: bool = False):
+        """``x`` divided by its scale; ``overwrite``: ``x`` is a temporary of the caller that
+        the result may be written into (done only when no gradient flows through ``x``)."""
         if self.mode == "none":
             return x
         if self.mode == "original":
-            return x / self.ops.channel_rms(x)
-        if path not in self.scales:  # frozen: fixed on the first forward pass through this Norm
+            scale = self.ops.channel_rms(x)
+        elif path not in self.scales:  # frozen: fixed on the first forward pass through this Norm
             if direction != "forward":
                 raise KeyError(f"frozen norm scale for {path!r} missing; run the plain pass first")
-            self.scales[path] = self.ops.channel_rms(x)
-        return x / self.scales[path]
+            scale = self.scales[path] = self.ops.channel_rms(x)
+        else:
+            scale = self.scales[path]
+        if overwrite and not self.ops.needs_grad(x):
+            x /= scale  # the same quotient, into x's memory
+            return x
+        return x / scale
 
 
 class PlainPass:

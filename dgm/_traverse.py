@@ -12,7 +12,8 @@ traversal. Hooks implement:
   (``ops.pool_select``/``ops.max_pool_positions`` act on k×k windows without copying them);
 * ``switch_render(path, layer, g) -> out``: rendering arriving at a Switch (this is ``ĝ_ℓ``);
 * ``pool_render(path, layer, g) -> t``: pooled rendering ``g_ℓ`` arriving at a MaxPool;
-* ``norm(path, x, direction)``: a Norm layer, ``direction`` in {"forward", "render"}.
+* ``norm(path, x, direction)``: a Norm layer, ``direction`` in {"forward", "render"}; on the
+  forward walk's own temporaries it is called with ``overwrite=True`` (it may write into ``x``).
 
 Paths name sites: ``"3"`` is layer 3, ``"5.body.2"`` is layer 2 of the body of residual block 5.
 Parameters live in a flat dict under ``"{prefix}{path}.{name}"`` (e.g. ``"layers.3.weight"``).
@@ -91,7 +92,8 @@ def forward(ops, layers: Sequence[Layer], params: dict, x, hooks: Any, prefix: s
         elif isinstance(layer, MaxPool):
             x = hooks.pool(path, layer, x)
         elif isinstance(layer, Norm):
-            x = hooks.norm(path, x, "forward")
+            x = hooks.norm(path, x, "forward", overwrite=True) if owned else \
+                hooks.norm(path, x, "forward")
             continue
         elif isinstance(layer, Residual):
             a = forward(ops, layer.preact, params, x, hooks, prefix, f"{path}.preact.")

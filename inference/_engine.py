@@ -163,8 +163,13 @@ class _Engine:
 
     def h_star(self, g0):
         """x̃ + λ(g_0 − x̃) (the product skipped when λ = 1: multiplying by 1 is exact)."""
-        d = g0 - self.x_obs
-        return self.x_obs + (d if self.lam == 1.0 else self.lam * d)
+        d = g0 - self.x_obs  # a new array: without a gradient the rest is done in its memory
+        if self.ops.needs_grad(d):
+            return self.x_obs + (d if self.lam == 1.0 else self.lam * d)
+        if self.lam != 1.0:
+            d *= self.lam
+        d += self.x_obs  # (addition commutes exactly: x̃ + λd)
+        return d
 
     def y_step(self, n: int, state: State, logits) -> State:
         """S_y (§3.3): hard arg-max (keep-current ties) or q = softmax(s) for soft feedback."""

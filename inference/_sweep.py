@@ -30,6 +30,14 @@ class Sweep:
         self.pooled: dict = {}
         self.fuse = on_step is None and not options.blend
 
+    def biased_switch(self, path, layer, x, b, owned: bool):
+        """``switch`` on a = x + b, the sum written into ``x`` when it is the walk's own
+        temporary and no gradient flows (``a`` is only read by the step and the gate)."""
+        if owned and not (self.ops.needs_grad(x) or self.ops.needs_grad(b)):
+            x += b
+            return self.switch(path, layer, x)
+        return self.switch(path, layer, x + b)
+
     def switch(self, path, layer, a):
         opt, ops = self.options, self.ops
         gating = a + opt.blend * (self.ghat[path] - a) if opt.blend else a

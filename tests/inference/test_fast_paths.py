@@ -6,7 +6,9 @@
   full gated map — used when no step callback runs (``record`` "none"/"cycle") = the unfused
   path (``record="step"``) exactly on numpy, for every option set; on torch float64 it
   agrees with the unfused path and with numpy to 1e-10;
-* ``converged=False`` skips the fixed-point test and changes nothing else.
+* ``converged=False`` skips the fixed-point test and changes nothing else;
+* without a gradient, the in-place bias sums, Norm quotients and h-step give the same numbers
+  as the out-of-place path and never write into the caller's x or an earlier state.
 """
 from __future__ import annotations
 
@@ -158,3 +160,31 @@ def test_plain_logits_never_write_into_the_input(head):
         logits = model.plain_logits(params, x)
     assert torch.equal(x, x0)
     _same(logits, model.plain_state(params, x)[1])
+
+
+@pytest.mark.parametrize("norm", ["frozen", "original", "none"])
+@pytest.mark.parametrize("options", ["exact", "original"])
+def test_in_place_cycles_equal_the_differentiable_ones(norm, options):
+    """Without a gradient the engine writes the bias sums, Norm quotients and the h-step into
+    its own temporaries: the same numbers as the out-of-place path taken when the parameters
+    require a gradient, and the caller's x and the states of earlier cycles stay untouched."""
+    from inference import Options
+    model = DGM([L.Conv2d(2, 3, 3, padding=1), L.Norm(), L.Switch(3), L.MaxPool(2),
+                 L.Conv2d(3, 4, 3, padding=1), L.Norm(), L.Switch(4), L.Flatten(),
+                 L.Dense(16, 5), L.Switch(5)], classes=3, input_shape=(2, 4, 4), norm=norm,
+                sigma2=2.0, tau2=3.0)
+    params = model.init("torch", seed=0, dtype=torch.float64)
+    params = {k: torch.randn(v.shape, dtype=v.dtype, generator=torch.Generator().manual_seed(i))
+              for i, (k, v) in enumerate(params.items())}  # nonzero biases
+    x = torch.randn(6, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x0 = x.clone()
+    opt = Options() if options == "exact" else Options.original()
+    kw = dict(cycles=3, options=opt, record="cycle")
+    with torch.inference_mode():
+        fast = alternating_map(model, params, x, **kw)
+    assert torch.equal(x, x0)
+    slow = alternating_map(model, {k: v.clone().requires_grad_() for k, v in params.items()},
+                           x, **kw)
+    _same_result(fast, slow)
+    for a, b in zip(fast.states, slow.states, strict=True):
+        _same(a.h, b.h)
