@@ -4,11 +4,6 @@ from __future__ import annotations
 from .layers import Switch
 
 
-def gate_values(ops, z, like, leak: float):
-    """γ(z): 1 where the switch is on, ``leak`` where off (z boolean)."""
-    return ops.gate_values(z, like, leak)
-
-
 class NormPolicy:
     """How Norm layers act (dgm-math §1.6): "none", "frozen" (scales fixed at the first pass,
     used in both directions) or "original" (RMS recomputed on whatever arrives, CNN-F)."""

@@ -21,7 +21,6 @@ from typing import Any
 
 from backends import DGMError, get_backend
 
-from ._hooks import gate_values
 from .model import DGM
 
 
@@ -74,7 +73,7 @@ class Bernoulli(Distribution):
 
     def log_prob(self, value):
         u, a = self.logits, self.leak
-        energy = gate_values(self.ops, value, u, a) * u
+        energy = self.ops.gate_values(value, u, a) * u
         return self._flat_sum(energy - self.ops.softplus(u * (1 - a)) - a * u)
 
     def sample(self, rng):

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from backends import DGMError, backend_by_name, get_backend
 
 from . import _traverse as T
-from ._hooks import FixedLatents, NormPolicy, PlainPass, gate_values
+from ._hooks import FixedLatents, NormPolicy, PlainPass
 from ._validate import check_array, check_latent
 from .layers import Dense, Initializer, Layer, MaxPool, Switch
 from .state import State
@@ -301,7 +301,7 @@ class DGM:
     def _switch_term(self, ops, params, path, z, ghat, normalisation):
         """⟨b ⊙ γ(z), ĝ⟩ (G); minus the Bernoulli normaliser (B), both (N,)."""
         u = self._prior_logit(params, path, ghat)
-        term = ops.batch_dot(gate_values(ops, z, u, self.site_layer[path].leak), u)
+        term = ops.batch_dot(ops.gate_values(z, u, self.site_layer[path].leak), u)
         if normalisation == "B":
             term = term - self._bernoulli_normaliser(ops, path, u)
         return term

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from backends import DGMError
 
 from . import _traverse as T
-from ._hooks import NormPolicy, gate_values
+from ._hooks import NormPolicy
 from .distributions import Bernoulli, Categorical, Normal, UniformPosition
 from .handlers import Trace, condition, log_density, seed, trace
 from .layers import Norm
@@ -94,7 +94,7 @@ class _SamplingHooks:
         logits = u if self.normalisation == "B" else u * 0
         z = sample(f"z:{path}", Bernoulli(logits, layer.leak))
         self.ghat[path], self.z[path] = g, z
-        return g * gate_values(self.ops, z, g, layer.leak)
+        return self.ops.gate(g, z, layer.leak)
 
     def pool_render(self, path, layer, g):
         t = sample(f"t:{path}", UniformPosition(layer.kernel_size ** 2, g))
