@@ -10,9 +10,13 @@ Linear ops come in exact adjoint pairs: for every ``op`` with adjoint ``op_adjoi
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Sequence
 
 Array = Any
+
+_OUT_OF_PLACE = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+_IN_PLACE = {"+": operator.iadd, "-": operator.isub, "*": operator.imul, "/": operator.itruediv}
 
 
 class Backend:
@@ -133,9 +137,12 @@ class Backend:
         t = self.argmin(win, -1)
         return self.select(win, t), t
 
-    def extremum_pool_positions(self, x: Array, up: Array, k: int) -> tuple[Array, Array]:
+    def extremum_pool_positions(self, x: Array, up: Array, k: int,
+                                overwrite: bool = False) -> tuple[Array, Array]:
         """Per window the first maximum where ``up`` (bool, (N,C,H/k,W/k)) and the first
-        minimum elsewhere: ``(values, t)``."""
+        minimum elsewhere: ``(values, t)``. ``overwrite``: ``x`` is a temporary of the caller
+        that is not read afterwards, so the search may use its memory (its contents are then
+        unspecified)."""
         v_max, t_max = self.max_pool_positions(x, k)
         v_min, t_min = self.min_pool_positions(x, k)
         return self.where(up, v_max, v_min), self.where(up, t_max, t_min)
@@ -162,9 +169,20 @@ class Backend:
         on = self.to_float(z, like)
         return on if leak == 0.0 else on * (1.0 - leak) + leak
 
-    def gate(self, a: Array, z: Array, leak: float) -> Array:
-        """γ(z) ⊙ a: the switch's gated output (AdaReLU with given gates)."""
-        return a * self.gate_values(z, a, leak)
+    def gate(self, a: Array, z: Array, leak: float, overwrite: bool = False) -> Array:
+        """γ(z) ⊙ a: the switch's gated output (AdaReLU with given gates); ``overwrite`` as
+        in ``update``."""
+        return self.update(a, "*", self.gate_values(z, a, leak), overwrite)
+
+    def update(self, x: Array, op: str, y: Any, overwrite: bool = False) -> Array:
+        """``x op y`` for ``op`` in ``+ - * /`` (``y`` an array broadcasting against ``x``, or a
+        number). ``overwrite``: ``x`` is a temporary of the caller, so the result is written
+        into its memory, done only when no gradient flows through ``x`` or ``y`` (the same
+        numbers either way). The one place of the rule "in place only into one's own
+        temporaries, and never under autograd"."""
+        if overwrite and not (self.needs_grad(x) or self.needs_grad(y)):
+            return _IN_PLACE[op](x, y)
+        return _OUT_OF_PLACE[op](x, y)
 
     def plain_gate(self, a: Array, leak: float) -> tuple[Array, Array]:
         """The plain CNN's switch: ``(γ(z) ⊙ a, z)`` with z = 1[a > 0] (ReLU / leaky ReLU)."""

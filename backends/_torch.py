@@ -42,23 +42,30 @@ class TorchBackend(Backend):
     # gather for P_t, scatter for U_t, bitwise ops for bools ------------------------------------
     def max_pool_positions(self, x: Array, k: int) -> tuple[Array, Array]:
         values, idx = F.max_pool2d(_fast_layout(x), k, return_indices=True)
-        return values, self._position(idx, x.shape[-2:], k)
+        return values, self._position(idx, x.shape[-2:], k, not self.needs_grad(x))
 
     def min_pool_positions(self, x: Array, k: int) -> tuple[Array, Array]:
         values, idx = F.max_pool2d(-_fast_layout(x), k, return_indices=True)  # first max of -x
-        return -values, self._position(idx, x.shape[-2:], k)
+        return -values, self._position(idx, x.shape[-2:], k, not self.needs_grad(x))
 
-    def extremum_pool_positions(self, x: Array, up: Array, k: int) -> tuple[Array, Array]:
+    def extremum_pool_positions(self, x: Array, up: Array, k: int,
+                                overwrite: bool = False) -> tuple[Array, Array]:
         # one max-pool of x·m with m = ±1 per window (exact: a sign flip), the first maximum of
-        # -x being the first minimum of x, as min_pool_positions
+        # -x being the first minimum of x, as min_pool_positions; the product is written into
+        # x itself when it is a spent temporary in channels-last order
         sign = torch.where(up, 1.0, -1.0).to(x.dtype)
         n, c, h, w = x.shape
-        signed = _nhwc(x).view(n, h // k, k, w // k, k, c) * _nhwc(sign)[:, :, None, :, None, :]
+        windows = _nhwc(x).view(n, h // k, k, w // k, k, c)
+        m = _nhwc(sign)[:, :, None, :, None, :]
+        in_place = overwrite and not self.needs_grad(x) and \
+            windows.data_ptr() == x.data_ptr()  # (_nhwc made no copy)
+        signed = windows.mul_(m) if in_place else windows * m
         values, idx = F.max_pool2d(_from_windows(signed), k, return_indices=True)
-        return values * sign, self._position(idx, (h, w), k)
+        values = values * sign if self.needs_grad(values) else values.mul_(sign)
+        return values, self._position(idx, (h, w), k, not self.needs_grad(x))
 
     def needs_grad(self, x: Array) -> bool:
-        return torch.is_grad_enabled() and x.requires_grad
+        return torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad
 
     def plain_gate(self, a: Array, leak: float) -> tuple[Array, Array]:
         if leak != 0.0:
@@ -103,21 +110,14 @@ class TorchBackend(Backend):
         return out.view(n, hw[0], hw[1], c).permute(0, 3, 1, 2)
 
     def pool_update(self, x: Array, t: Array, values: Array, k: int) -> Array:
-        if x.dtype != torch.bool:
+        if torch.is_grad_enabled() and (x.requires_grad or values.requires_grad):
             return super().pool_update(x, t, values, k)
-        n, c, h, w = x.shape
-        chosen = self._chosen(t, k)
-        old = _nhwc(x).view(n, h // k, k, w // k, k, c)
-        return _from_windows((old & ~chosen) | (_nhwc(values)[:, :, None, :, None, :] & chosen))
-
-    def _chosen(self, t: Array, k: int) -> Array:
-        """Bool (N,H',k,W',k,C): the entry at position t of every window (one-hot of t)."""
-        key = ("pos", k, t.device)
-        pos = self._tables.get(key)
-        if pos is None:
-            pos = torch.arange(k * k, device=t.device).view(1, 1, k, 1, k, 1)
-            self._tables[key] = pos
-        return _nhwc(t)[:, :, None, :, None, :] == pos
+        # a copy of x with the chosen entries scattered in (channels-last, as the pools)
+        n, c, hp, wp = t.shape
+        out = x.permute(0, 2, 3, 1).clone(memory_format=torch.contiguous_format)
+        out.view(n, -1, c).scatter_(1, self._flat_index(t, x.shape[-2:], k).view(n, hp * wp, c),
+                                    _nhwc(values.to(x.dtype)).view(n, hp * wp, c))
+        return out.permute(0, 3, 1, 2)
 
     def _window_tables(self, hw, k: int, device) -> tuple[Array, Array, Array]:
         """For an H×W map: flat index of each window's top-left entry (H/k, W/k); the offset of
@@ -136,16 +136,31 @@ class TorchBackend(Backend):
             tables = self._tables[key] = (start, offset, position)
         return tables
 
-    def _position(self, idx: Array, hw, k: int) -> Array:
+    def _position(self, idx: Array, hw, k: int, spent: bool) -> Array:
         """Flat H·W index inside window (i, j) -> row-major in-window position 0..k²-1
-        (computed on the (N,H',W',C) view; returned channels-last)."""
+        (computed on the (N,H',W',C) view; returned channels-last); ``spent``: ``idx`` is not
+        read afterwards (autograd does not keep it for a max-pool's backward), so the
+        arithmetic is done in its memory."""
         start, _, position = self._window_tables(hw, k, idx.device)
-        return torch.take(position, _nhwc(idx) - start[:, :, None]).permute(0, 3, 1, 2)
+        local = _nhwc(idx)  # (a view for max-pool indices of a channels-last map, else a copy)
+        local = local.sub_(start[:, :, None]) if spent else local - start[:, :, None]
+        return torch.take(position, local).permute(0, 3, 1, 2)
 
     def _flat_index(self, t: Array, hw, k: int) -> Array:
-        """Inverse of ``_position``: in-window position -> flat H·W index, as (N,H',W',C)."""
+        """Inverse of ``_position``: in-window position -> flat H·W index, as (N,H',W',C).
+
+        Kept on ``t`` itself (as ``t._dgm_flat``), since one state's positions are placed and
+        selected several times a cycle; checked against ``t``'s version counter, except for
+        inference-mode tensors, which have none (positions are never written in place)."""
+        version = -1 if t.is_inference() else t._version
+        key = (int(hw[0]), int(hw[1]), k, version)
+        memo = getattr(t, "_dgm_flat", None)
+        if memo is not None and memo[0] == key:
+            return memo[1]
         start, offset, _ = self._window_tables(hw, k, t.device)
-        return torch.take(offset, _nhwc(t)) + start[:, :, None]
+        flat = torch.take(offset, _nhwc(t)).add_(start[:, :, None])
+        t._dgm_flat = (key, flat)
+        return flat
 
     def xp_permute(self, x: Array, axes: tuple[int, ...]) -> Array:
         return x.permute(*axes)

@@ -25,10 +25,7 @@ class NormPolicy:
             scale = self.scales[path] = self.ops.channel_rms(x)
         else:
             scale = self.scales[path]
-        if overwrite and not self.ops.needs_grad(x):
-            x /= scale  # the same quotient, into x's memory
-            return x
-        return x / scale
+        return self.ops.update(x, "/", scale, overwrite)
 
 
 class PlainPass:
@@ -59,10 +56,14 @@ class PlainPass:
 
 class FixedLatents:
     """Gated forward / rendering with given (z, t); records the top-down signals when rendering:
-    ``ghat[path]`` at switches (ĝ_ℓ, full resolution) and ``gpool[path]`` at pools (g_ℓ)."""
+    ``ghat[path]`` at switches (ĝ_ℓ, full resolution) and ``gpool[path]`` at pools (g_ℓ).
 
-    def __init__(self, ops, z: dict, t: dict, norm: NormPolicy):
+    ``keep_ghat``: the switch paths whose ĝ is recorded (None: all); elsewhere the rendering
+    is gated in the walk's own temporary instead of into a new array."""
+
+    def __init__(self, ops, z: dict, t: dict, norm: NormPolicy, keep_ghat=None):
         self.ops, self.z, self.t, self.norm = ops, z, t, norm
+        self.keep_ghat = keep_ghat
         self.ghat: dict = {}
         self.gpool: dict = {}
 
@@ -72,10 +73,19 @@ class FixedLatents:
     def pool(self, path, layer, x):
         return self.ops.pool_select(x, self.t[path], layer.kernel_size)
 
-    def switch_render(self, path, layer, g):
-        self.ghat[path] = g
-        return self.ops.gate(g, self.z[path], layer.leak)
+    def switch_render(self, path, layer, g, owned: bool = False):
+        if self.keep_ghat is None or path in self.keep_ghat:
+            self.ghat[path] = g
+            owned = False
+        return self.ops.gate(g, self.z[path], layer.leak, overwrite=owned)
 
     def pool_render(self, path, layer, g):
         self.gpool[path] = g
         return self.t[path]
+
+    def pooled_switch_render(self, path, layer, g, t, k: int):
+        """γ(P_t z) ⊙ g on the pooled rendering, when ĝ at ``path`` is not recorded (its
+        placed zeros stay +0 under the gate, γ ≥ 0); else None."""
+        if self.keep_ghat is None or path in self.keep_ghat or layer.leak < 0:
+            return None
+        return self.ops.gate(g, self.ops.pool_select(self.z[path], t, k), layer.leak)

@@ -10,10 +10,15 @@ traversal. Hooks implement:
   is a temporary of the walk (never its input or a view of it), so it may be written into;
 * ``pool(path, layer, x) -> out``: forward at a MaxPool on its input map ``x`` (N,C,H,W)
   (``ops.pool_select``/``ops.max_pool_positions`` act on k×k windows without copying them);
-* ``switch_render(path, layer, g) -> out``: rendering arriving at a Switch (this is ``ĝ_ℓ``);
+* ``switch_render(path, layer, g, owned) -> out``: rendering arriving at a Switch (this is
+  ``ĝ_ℓ``); ``owned``: ``g`` is a temporary of the render walk, which it may write into;
 * ``pool_render(path, layer, g) -> t``: pooled rendering ``g_ℓ`` arriving at a MaxPool;
-* ``norm(path, x, direction)``: a Norm layer, ``direction`` in {"forward", "render"}; on the
-  forward walk's own temporaries it is called with ``overwrite=True`` (it may write into ``x``).
+  hooks may also define ``pooled_switch_render(path, layer, g, t, k) -> out | None``: the
+  rendering of the Switch just below a MaxPool computed on the pooled ``g`` before it is
+  placed (γ(z) ⊙ U_t g = U_t(γ(P_t z) ⊙ g), the same numbers on k² fewer entries), or None
+  to take the full map through ``switch_render`` (e.g. when ĝ is recorded);
+* ``norm(path, x, direction)``: a Norm layer, ``direction`` in {"forward", "render"}; on
+  either walk's own temporaries it is called with ``overwrite=True`` (it may write into ``x``).
 
 Paths name sites: ``"3"`` is layer 3, ``"5.body.2"`` is layer 2 of the body of residual block 5.
 Parameters live in a flat dict under ``"{prefix}{path}.{name}"`` (e.g. ``"layers.3.weight"``).
@@ -112,17 +117,30 @@ def forward(ops, layers: Sequence[Layer], params: dict, x, hooks: Any, prefix: s
 def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: str,
            shapes: dict[str, Shape], path_prefix: str = ""):
     """Top-down pass = exact adjoint of ``forward`` with the hooks' gates: ``g`` → level below."""
+    owned = False  # is g a temporary made by this walk (not the caller's g, nor a view of it)?
+    pooled_switch_render = getattr(hooks, "pooled_switch_render", None)
+    gated = None  # the index of a Switch already rendered on the pooled map
     for i in reversed(range(len(layers))):
         layer, path = layers[i], f"{path_prefix}{i}"
+        if i == gated:
+            continue
         if isinstance(layer, Linear):
             g = layer.adjoint(ops, _sub(params, prefix, path, layer), g, shapes[path])
-        elif isinstance(layer, Switch):
-            g = hooks.switch_render(path, layer, g)
+            owned = owned or not isinstance(layer, Flatten)
+            continue
+        if isinstance(layer, Switch):
+            g = hooks.switch_render(path, layer, g, owned)
         elif isinstance(layer, MaxPool):
             g = ops.fast_layout(g)  # the pooled rendering is also used by the sweep
-            g = ops.pool_place(g, hooks.pool_render(path, layer, g), layer.kernel_size)
+            t, k = hooks.pool_render(path, layer, g), layer.kernel_size
+            if pooled_switch_render is not None and i > 0 and isinstance(layers[i - 1], Switch):
+                out = pooled_switch_render(f"{path_prefix}{i - 1}", layers[i - 1], g, t, k)
+                if out is not None:
+                    g, gated = out, i - 1
+            g = ops.pool_place(g, t, k)
         elif isinstance(layer, Norm):
-            g = hooks.norm(path, g, "render")
+            g = hooks.norm(path, g, "render", overwrite=True) if owned else \
+                hooks.norm(path, g, "render")
         elif isinstance(layer, Residual):
             g_a = render(ops, layer.body, params, g, hooks, prefix, shapes, f"{path}.body.")
             if layer.projection is not None:
@@ -133,6 +151,7 @@ def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: st
             g = g_x + g if layer.projection is None else g_x
         else:
             raise TypeError(f"unknown layer type {type(layer).__name__} at {path}")
+        owned = True
     return g
 
 

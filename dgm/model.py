@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from backends import DGMError, backend_by_name, get_backend
 
@@ -219,15 +219,17 @@ class DGM:
         ops = get_backend(A)
         return ops.one_hot(y, self.classes, A) @ A
 
-    def render(self, params: Mapping[str, Any], state: State, top=None) -> tuple[Any, FixedLatents]:
+    def render(self, params: Mapping[str, Any], state: State, top=None,
+               keep_ghat: Collection[str] | None = None) -> tuple[Any, FixedLatents]:
         """Top-down rendering g_0 from ``top`` (default Aᵀe_y) with the state's gates (§1.2).
 
-        Returns ``(g_0, hooks)``; ``hooks.ghat[path]`` is ĝ at each Switch and
+        Returns ``(g_0, hooks)``; ``hooks.ghat[path]`` is ĝ at each Switch (only at the paths
+        in ``keep_ghat`` when given, which saves their full-resolution maps) and
         ``hooks.gpool[path]`` the pooled rendering at each MaxPool.
         """
         ops = get_backend(state.h)
         top = self.top_vector(params, state.y) if top is None else top
-        hooks = FixedLatents(ops, state.z, state.t, self.norm_policy(ops, state))
+        hooks = FixedLatents(ops, state.z, state.t, self.norm_policy(ops, state), keep_ghat)
         g0 = T.render(ops, self.layers, params, top, hooks, "layers.", self.shapes)
         return g0, hooks
 

@@ -89,7 +89,7 @@ class _SamplingHooks:
         self.t: dict = {}
         self.ghat: dict = {}
 
-    def switch_render(self, path, layer, g):
+    def switch_render(self, path, layer, g, owned: bool = False):
         u = g * T.channel_view(self.params[f"layers.{path}.bias"], g.ndim)
         logits = u if self.normalisation == "B" else u * 0
         z = sample(f"z:{path}", Bernoulli(logits, layer.leak))

@@ -35,17 +35,18 @@ def pool_t_step(ops, x, g, t_old, k: int, keep: bool = True):
     return _positions(ops, x, g, t_old, k, keep)[0]
 
 
-def _positions(ops, x, g, t_old, k: int, keep: bool):
+def _positions(ops, x, g, t_old, k: int, keep: bool, overwrite: bool = False):
     """``pool_t_step``'s positions and the values of ``x`` there: ``(t_new, P_{t_new} x)``.
 
     Positions carry no gradient, so they are computed on ``stop_gradient(x)`` (and so are the
     values); the window extrema come with their values, so P_t x needs a gather only at
-    ``t_old``."""
+    ``t_old``. ``overwrite``: ``x`` is a spent temporary the extremum search may write into."""
+    overwrite = overwrite and not ops.needs_grad(x)
     x = ops.stop_gradient(x)
-    v_cand, cand = ops.extremum_pool_positions(x, g > 0, k)
+    v_old = ops.pool_select(x, t_old, k) if keep else None  # (read before x may be written)
+    v_cand, cand = ops.extremum_pool_positions(x, g > 0, k, overwrite=overwrite)
     if not keep:
         return cand, v_cand
-    v_old = ops.pool_select(x, t_old, k)
     tie = (g == 0) | (v_old == v_cand)
     return ops.where(tie, t_old, cand), ops.where(tie, v_old, v_cand)
 
@@ -59,18 +60,20 @@ def joint_step(ops, a, g, z_old, t_old, k: int, keep: bool = True):
     return _joint(ops, a, g, z_old, t_old, k, keep)[:2]
 
 
-def joint_step_pooled(ops, a, g, z_old, t_old, k: int, keep: bool = True, leak: float = 0.0):
+def joint_step_pooled(ops, a, g, z_old, t_old, k: int, keep: bool = True, leak: float = 0.0,
+                      overwrite: bool = False):
     """``joint_step`` and the pair's forward output ``P_{t_new}(γ(z_new) ⊙ a)`` (N,C,H',W'),
-    computed on the chosen entries only, ``γ(z_sel) ⊙ a_sel`` (the same numbers)."""
-    z_new, t_new, a_sel, z_sel = _joint(ops, a, g, z_old, t_old, k, keep)
+    computed on the chosen entries only, ``γ(z_sel) ⊙ a_sel`` (the same numbers).
+    ``overwrite``: ``a`` is a temporary not read afterwards (its contents are then spent)."""
+    z_new, t_new, a_sel, z_sel = _joint(ops, a, g, z_old, t_old, k, keep, overwrite)
     if ops.needs_grad(a):  # a_sel is detached (positions carry no gradient): gather from a
         a_sel = ops.pool_select(a, t_new, k)
     return z_new, t_new, ops.gate(a_sel, z_sel, leak)
 
 
-def _joint(ops, a, g, z_old, t_old, k: int, keep: bool):
+def _joint(ops, a, g, z_old, t_old, k: int, keep: bool, overwrite: bool = False):
     """``(z_new, t_new, a_sel, z_sel)``: the joint block and the chosen entries of a and z."""
-    t_new, a_sel = _positions(ops, a, g, t_old, k, keep)
+    t_new, a_sel = _positions(ops, a, g, t_old, k, keep, overwrite)
     z_sel = z_step(ops, a_sel, g, ops.pool_select(z_old, t_new, k), keep)
     rest = z_old if keep else z_old & False
     return ops.pool_update(rest, t_new, z_sel, k), t_new, a_sel, z_sel

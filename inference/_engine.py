@@ -71,7 +71,7 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
     if options.feedback == "softmax" and state.q is None:
         state = State(h=state.h, y=state.y, z=state.z, t=state.t,
                       q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales)
-    engine = _Engine(model, params, x_obs, options, record, ops)
+    engine = _Engine(model, params, x_obs, options, record, ops, keep_renderings=renderings)
     engine.record(0, "init", state)
     all_logits, states, rendered = [logits], [state], []
     test = converged or until_fixed_point
@@ -98,12 +98,17 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
 
 
 class _Engine:
-    def __init__(self, model: DGM, params, x_obs, options: Options, record: str, ops):
+    def __init__(self, model: DGM, params, x_obs, options: Options, record: str, ops,
+                 keep_renderings: bool = True):
         self.model, self.params, self.x_obs, self.options = model, params, x_obs, options
         self.record_mode, self.ops = record, ops
         self.trajectory = Trajectory()
         t2, s2 = model.tau2, model.sigma2
         self.lam = 1.0 if math.isinf(t2) else t2 / (s2 + t2)
+        self.keep_ghat = Sweep.ghat_sites(model, options)
+        # g_0 is the engine's own temporary (the h-step may be written into it) unless it is
+        # handed out as a rendering or read twice (the guard's second h-step)
+        self.owns_g0 = not (keep_renderings or options.guard)
 
     # -- recording ------------------------------------------------------------------------------
     def objective(self, state: State):
@@ -123,11 +128,11 @@ class _Engine:
 
     def cycle(self, n: int, state: State, prev_logits):
         model, params, ops, opt = self.model, self.params, self.ops, self.options
-        g0, rendered = model.render(params, state, self.top(state, prev_logits))
+        g0, rendered = model.render(params, state, self.top(state, prev_logits), self.keep_ghat)
         # the exact steps' rendering: the feedback's own (one-hot or soft), one-hot for logits
         g0_exact, exact_render = g0, rendered
         if opt.guard and opt.feedback == "logits":
-            g0_exact, exact_render = model.render(params, state)
+            g0_exact, exact_render = model.render(params, state, keep_ghat=self.keep_ghat)
         state = self.h_step(n, state, g0, g0_exact)
         sweep = Sweep(ops, model, state.z, state.t, rendered.ghat, rendered.gpool, opt,
                       model.norm_policy(ops, state), self._on_step(n, state, exact_render))
@@ -145,14 +150,13 @@ class _Engine:
 
         ``g0_exact`` is the rendering of the exact feedback (differs from ``g0`` only for
         logit feedback); the guard falls back to its exact target."""
-        opt, h = self.options, state.h
-        target = self.h_star(g0)
+        opt, h, owned = self.options, state.h, self.owns_g0
         if opt.h_update == "exact":
-            new = target
+            new = self.h_star(g0, owned)
         elif opt.h_update == "damped":
-            new = h + opt.eta * (target - h)
+            new = self._toward(h, self.h_star(g0, owned), opt.eta, owned or self.lam != 1.0)
         else:
-            new = h + opt.eta * (g0 - h)
+            new = self._toward(h, g0, opt.eta, owned)
         if opt.guard and not opt.is_exact:
             exact = self.h_star(g0_exact)
             new = self._guarded(state, state.replace(h=new), state.replace(h=exact))
@@ -161,15 +165,19 @@ class _Engine:
         self.record(n, "h", new)
         return new
 
-    def h_star(self, g0):
-        """x̃ + λ(g_0 − x̃) (the product skipped when λ = 1: multiplying by 1 is exact)."""
-        d = g0 - self.x_obs  # a new array: without a gradient the rest is done in its memory
-        if self.ops.needs_grad(d):
-            return self.x_obs + (d if self.lam == 1.0 else self.lam * d)
-        if self.lam != 1.0:
-            d *= self.lam
-        d += self.x_obs  # (addition commutes exactly: x̃ + λd)
-        return d
+    def h_star(self, g0, owned: bool = False):
+        """h* = x̃ + λ(g_0 − x̃), λ = τ²/(σ² + τ²); exactly g_0 when τ² = ∞ (λ = 1).
+        ``owned``: g_0 is the engine's temporary, so h* may be written into it."""
+        if self.lam == 1.0:  # (under autograd x̃ stays in the graph, with its zero gradient)
+            return g0 + 0.0 * self.x_obs if self.ops.needs_grad(self.x_obs) else g0
+        return self._toward(self.x_obs, g0, self.lam, owned)
+
+    def _toward(self, base, target, rate: float, owned: bool):
+        """base + rate·(target − base), in ``target``'s memory when ``owned`` (else in one new
+        array) and no gradient flows; the same numbers either way (addition commutes)."""
+        ops = self.ops
+        d = ops.update(target, "-", base, owned)
+        return ops.update(ops.update(d, "*", rate, True), "+", base, True)
 
     def y_step(self, n: int, state: State, logits) -> State:
         """S_y (§3.3): hard arg-max (keep-current ties) or q = softmax(s) for soft feedback."""

@@ -30,15 +30,22 @@ class Sweep:
         self.pooled: dict = {}
         self.fuse = on_step is None and not options.blend
 
+    @staticmethod
+    def ghat_sites(model, options: Options) -> set[str] | None:
+        """The switches whose full-resolution rendering ĝ a sweep with ``options`` reads: all
+        (None) unless joint blocks run unblended, whose switches read the pooled g instead."""
+        if options.block != "joint" or options.blend or options.guard:
+            return None
+        return {path for path in model.switch_sites if path not in model.pool_partner}
+
     def biased_switch(self, path, layer, x, b, owned: bool):
         """``switch`` on a = x + b, the sum written into ``x`` when it is the walk's own
-        temporary and no gradient flows (``a`` is only read by the step and the gate)."""
-        if owned and not (self.ops.needs_grad(x) or self.ops.needs_grad(b)):
-            x += b
-            return self.switch(path, layer, x)
-        return self.switch(path, layer, x + b)
+        temporary (``a`` is only read by the step and the gate, so it is the sweep's own)."""
+        return self.switch(path, layer, self.ops.update(x, "+", b, owned), owned=True)
 
-    def switch(self, path, layer, a):
+    def switch(self, path, layer, a, owned: bool = False):
+        """The block step at a Switch (and its pool partner) on the pre-activation ``a``, and
+        the gated output; ``owned``: ``a`` is a temporary the step may write into."""
         opt, ops = self.options, self.ops
         gating = a + opt.blend * (self.ghat[path] - a) if opt.blend else a
         pool = self.model.pool_partner.get(path) if opt.block == "joint" else None
@@ -48,15 +55,15 @@ class Sweep:
             self.joint_done.add(pool)
             if self.fuse:  # the pool returns P_t(γ(z) ⊙ a); the full gated map is not made
                 self.z[path], self.t[pool], self.pooled[pool] = B.joint_step_pooled(
-                    *args, layer.leak)
-                return a
+                    *args, layer.leak, overwrite=owned)
+                return a  # (its contents are spent when owned; the pool hook ignores it)
             self.z[path], self.t[pool] = B.joint_step(*args)
             self._step(path, (path, pool))
         else:
             self.z[path] = B.z_step(ops, gating, self.ghat[path], self.z[path], self.keep)
             self._step(path, (path,))
         out = a if (opt.guard or not opt.blend) else gating
-        return ops.gate(out, self.z[path], layer.leak)
+        return ops.gate(out, self.z[path], layer.leak, overwrite=owned or out is not a)
 
     def pool(self, path, layer, x):
         if path in self.pooled:
