@@ -8,19 +8,25 @@
   agrees with the unfused path and with numpy to 1e-10;
 * ``converged=False`` skips the fixed-point test and changes nothing else;
 * without a gradient, the in-place bias sums, Norm quotients and h-step give the same numbers
-  as the out-of-place path and never write into the caller's x or an earlier state.
+  as the out-of-place path and never write into the caller's x or an earlier state;
+* rendering with ĝ kept only where the sweep reads it (pooled gates, in-place gates) gives
+  the same g_0; h* is g_0 itself when τ² = ∞; ``update`` writes in place only when allowed.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backends import backend_by_name
 from dgm import DGM
 from dgm import layers as L
-from inference import alternating_map
+from inference import Options, alternating_map
+from inference._sweep import Sweep
 from inference._blocks import joint_step, joint_step_pooled
 from tests.strategies import problems, to_torch
 from tests.inference.test_parity_torch import OPTIONS, num
@@ -188,3 +194,65 @@ def test_in_place_cycles_equal_the_differentiable_ones(norm, options):
     _same_result(fast, slow)
     for a, b in zip(fast.states, slow.states, strict=True):
         _same(a.h, b.h)
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=problems(kind="conv"))
+def test_render_without_ghat_gives_the_same_rendering(problem):
+    """Rendering that keeps ĝ only where asked (the pooled gate, in-place gates and Norm
+    quotients elsewhere) gives the same g_0 and pooled renderings, on numpy and torch, and
+    leaves the state and the top vector untouched."""
+    model = problem.model
+    joint = Sweep.ghat_sites(model, Options())
+    for conv in (lambda v: v, to_torch):
+        params, state = conv(problem.params), conv(problem.state)
+        top = model.top_vector(params, state.y)
+        top0, z0 = top.copy() if conv is not to_torch else top.clone(), dict(state.z)
+        g_all, full = model.render(params, state, top)
+        g_few, few = model.render(params, state, top, keep_ghat=joint)
+        _same(g_all, g_few)
+        assert set(few.ghat) == set(joint) and set(few.gpool) == set(full.gpool)
+        for k in few.gpool:
+            _same(full.gpool[k], few.gpool[k])
+        _same(top, top0)
+        for k in z0:
+            assert state.z[k] is z0[k]
+
+
+@settings(max_examples=30, deadline=None)
+@given(problem=problems(kind="conv", tau2=st.just(math.inf)))
+def test_exact_h_step_is_the_rendering_when_tau2_is_infinite(problem):
+    """λ = 1: h* = x̃ + (g_0 − x̃) is g_0 itself, not its rounding through x̃."""
+    res = alternating_map(problem.model, problem.params, problem.x, cycles=2,
+                          observed="level0", initial_state=problem.state, record="cycle")
+    for state, g0 in zip(res.states[1:], res.renderings, strict=True):
+        _same(state.h, g0)
+
+
+def test_flat_index_memo_follows_in_place_writes():
+    """The torch backend keeps the flat pool indices on the positions tensor; writing into
+    the positions invalidates them (version counter)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 4, (2, 3, 2, 2), generator=g)
+    first = TO.pool_select(x, t, 2)
+    np.testing.assert_array_equal(first.numpy(), NP.pool_select(x.numpy(), t.numpy(), 2))
+    t.copy_(3 - t)
+    np.testing.assert_array_equal(TO.pool_select(x, t, 2).numpy(),
+                                  NP.pool_select(x.numpy(), t.numpy(), 2))
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/"])
+def test_update_writes_in_place_only_into_owned_arrays_without_gradient(op):
+    x, y = torch.rand(3, 4) + 1, torch.rand(4) + 1
+    expected = {"+": x + y, "-": x - y, "*": x * y, "/": x / y}[op]
+    a = x.clone()
+    assert TO.update(a, op, y) is not a and torch.equal(a, x)
+    out = TO.update(a, op, y, overwrite=True)
+    assert out is a and torch.equal(out, expected)
+    w = x.clone().requires_grad_(True)
+    out = TO.update(w, op, y, overwrite=True)
+    assert out is not w and torch.equal(out.detach(), expected) and torch.equal(w.detach(), x)
+    n = x.numpy().copy()
+    assert NP.update(n, op, y.numpy(), overwrite=True) is n
+    np.testing.assert_array_equal(n, expected.numpy())
