@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-KEEP = {"MALLOC_TRIM_THRESHOLD_": "-1", "MALLOC_MMAP_THRESHOLD_": "1073741824"}
+from zoo.cli import KEEP_MALLOC as KEEP
 
 
 def child(batch: int, cycles: int, threads: int, steps: int) -> dict:

@@ -86,6 +86,6 @@ class FixedLatents:
     def pooled_switch_render(self, path, layer, g, t, k: int):
         """γ(P_t z) ⊙ g on the pooled rendering, when ĝ at ``path`` is not recorded (its
         placed zeros stay +0 under the gate, γ ≥ 0); else None."""
-        if self.keep_ghat is None or path in self.keep_ghat or layer.leak < 0:
+        if self.keep_ghat is None or path in self.keep_ghat:
             return None
         return self.ops.gate(g, self.ops.pool_select(self.z[path], t, k), layer.leak)

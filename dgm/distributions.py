@@ -21,6 +21,7 @@ from typing import Any
 
 from backends import DGMError, get_backend
 
+from .layers import switch_log_normaliser
 from .model import DGM
 
 
@@ -74,7 +75,7 @@ class Bernoulli(Distribution):
     def log_prob(self, value):
         u, a = self.logits, self.leak
         energy = self.ops.gate_values(value, u, a) * u
-        return self._flat_sum(energy - self.ops.softplus(u * (1 - a)) - a * u)
+        return self._flat_sum(energy - switch_log_normaliser(self.ops, u, a))
 
     def sample(self, rng):
         v = self.logits * (1 - self.leak)  # p(on) = sigmoid(v) = exp(-sp(-v))

@@ -193,6 +193,12 @@ class Switch(Layer):
         return init.zeros(shape)
 
 
+def switch_log_normaliser(ops, u, leak: float):
+    """log Σ_{z∈{0,1}} e^{γ(z)u} = log(e^{αu} + e^{u}) = softplus((1−α)u) + αu per unit, with
+    α the Switch's leak: the normaliser of the switch prior with logit u = b·ĝ (§1.3)."""
+    return ops.softplus(u * (1 - leak)) + leak * u
+
+
 @dataclass(frozen=True)
 class MaxPool(Layer):
     """k×k max-pool position latent ``t`` (uniform prior over the k² positions, §1.3).

@@ -17,7 +17,7 @@ from backends import DGMError, backend_by_name, get_backend
 from . import _traverse as T
 from ._hooks import FixedLatents, NormPolicy, PlainPass
 from ._validate import check_array, check_latent
-from .layers import Dense, Initializer, Layer, MaxPool, Switch
+from .layers import Dense, Initializer, Layer, MaxPool, Switch, switch_log_normaliser
 from .state import State
 
 NORM_MODES = ("none", "frozen", "original")
@@ -315,8 +315,7 @@ class DGM:
 
     def _bernoulli_normaliser(self, ops, path: str, u):
         """Σ_units log(e^{αu} + e^{u}) = Σ sp((1−α)u) + αu per example (N,); α = the leak."""
-        a = self.site_layer[path].leak
-        norm = ops.softplus(u * (1 - a)) + a * u
+        norm = switch_log_normaliser(ops, u, self.site_layer[path].leak)
         return norm.reshape(norm.shape[0], -1).sum(-1)
 
     @staticmethod

@@ -73,7 +73,8 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
                       q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales)
     engine = _Engine(model, params, x_obs, options, record, ops, keep_renderings=renderings)
     engine.record(0, "init", state)
-    all_logits, states, rendered = [logits], [state], []
+    # (without recording, no earlier state is kept: its latents would stay alive to the end)
+    all_logits, states, rendered = [logits], ([state] if record != "none" else []), []
     test = converged or until_fixed_point
     converged = None
     if test:

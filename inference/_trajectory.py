@@ -41,7 +41,8 @@ class Result:
     Attributes:
         state: the final state.
         logits: logits of every forward pass (pass 0 = the plain CNN), each (N, K).
-        states: the state after every cycle (index 0: initial), when recording.
+        states: the state after every cycle (index 0: initial) when recording; empty with
+            ``record="none"``.
         trajectory: per-step objectives/states (``record="step"``) or per-cycle.
         cycles: number of cycles run; converged: per-example fixed point reached (bool (N,)).
         renderings: the rendering g_0 that started each cycle (the feedback reconstruction).

@@ -14,15 +14,21 @@ import sys
 COMMANDS = ("train", "eval", "demo", "diagnose", "bench", "zoo")
 
 
+# glibc told to keep freed memory: never trim the heap, and serve blocks up to 32 MiB from it
+# instead of fresh mmaps (32 MiB is glibc's upper limit on 64-bit systems; a larger value is
+# silently ignored, leaving every block over 128 KiB to be mapped and faulted in anew)
+KEEP_MALLOC = {"MALLOC_TRIM_THRESHOLD_": "-1", "MALLOC_MMAP_THRESHOLD_": str(32 * 2 ** 20)}
+
+
 def _keep_freed_memory() -> None:
-    """Large training steps lose seconds to glibc returning freed memory to the OS and faulting
-    it back (issue 7); keep it unless the user chose otherwise. Must be set before allocation,
-    so the CLI re-executes itself once with the variables set."""
-    wanted = {"MALLOC_TRIM_THRESHOLD_": "-1", "MALLOC_MMAP_THRESHOLD_": "1073741824"}
-    if os.environ.get("DGM_KEEP_MALLOC", "1") == "0" or all(k in os.environ for k in wanted):
+    """Large steps lose seconds to glibc returning freed memory to the OS and faulting it back
+    (issue 7); keep it unless the user chose otherwise (``DGM_KEEP_MALLOC=0``). Must be set
+    before allocation, so the CLI re-executes itself once with the variables set."""
+    if os.environ.get("DGM_KEEP_MALLOC", "1") == "0" or \
+            all(k in os.environ for k in KEEP_MALLOC):
         return
     env = dict(os.environ)
-    for k, v in wanted.items():
+    for k, v in KEEP_MALLOC.items():
         env.setdefault(k, v)
     os.execve(sys.executable, [sys.executable, "-m", "zoo.cli"] + sys.argv[1:], env)
 

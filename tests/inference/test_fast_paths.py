@@ -200,8 +200,9 @@ def test_in_place_cycles_equal_the_differentiable_ones(norm, options):
 @given(problem=problems(kind="conv"))
 def test_render_without_ghat_gives_the_same_rendering(problem):
     """Rendering that keeps ĝ only where asked (the pooled gate, in-place gates and Norm
-    quotients elsewhere) gives the same g_0 and pooled renderings, on numpy and torch, and
-    leaves the state and the top vector untouched."""
+    quotients elsewhere) gives the same g_0 and pooled renderings — exactly on numpy; on torch
+    float64 to 1e-12 (the placed map's memory layout may differ, and with it the rounding of
+    torch's convolution kernels) — and leaves the state and the top vector untouched."""
     model = problem.model
     joint = Sweep.ghat_sites(model, Options())
     for conv in (lambda v: v, to_torch):
@@ -210,10 +211,14 @@ def test_render_without_ghat_gives_the_same_rendering(problem):
         top0, z0 = top.copy() if conv is not to_torch else top.clone(), dict(state.z)
         g_all, full = model.render(params, state, top)
         g_few, few = model.render(params, state, top, keep_ghat=joint)
-        _same(g_all, g_few)
+        if conv is to_torch:
+            np.testing.assert_allclose(num(g_few), num(g_all), rtol=1e-12, atol=1e-12)
+        else:
+            _same(g_all, g_few)
         assert set(few.ghat) == set(joint) and set(few.gpool) == set(full.gpool)
         for k in few.gpool:
-            _same(full.gpool[k], few.gpool[k])
+            np.testing.assert_allclose(num(few.gpool[k]), num(full.gpool[k]), rtol=1e-12,
+                                       atol=1e-12)
         _same(top, top0)
         for k in z0:
             assert state.z[k] is z0[k]

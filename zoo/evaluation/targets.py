@@ -81,7 +81,7 @@ def bpda_surrogate(net: CNNF, x: Tensor, readout: str) -> tuple[Tensor, Tensor]:
     gradient of the fixed-latent, identity-h-update network with respect to ``x``.
     """
     params = net.params()
-    record = "cycle" if readout == "avg" and net.cycles else "none"
+    record = "cycle" if readout == "avg" else "none"
     with torch.no_grad():
         res = inference.alternating_map(net.dgm, params, x, cycles=net.cycles,
                                         options=net.options, record=record)
