@@ -90,6 +90,9 @@ class TorchBackend(Backend):
         return F.max_pool2d(_fast_layout(x), k)
 
     def pool_select(self, x: Array, t: Array, k: int) -> Array:
+        known = _recall(x, "_dgm_selected", (t, k))
+        if known is not None:
+            return known
         n, c, hp, wp = t.shape
         idx = self._flat_index(t, x.shape[-2:], k).view(n, hp * wp, c)
         out = _nhwc(x).reshape(n, -1, c).gather(1, idx)
@@ -115,9 +118,13 @@ class TorchBackend(Backend):
         # a copy of x with the chosen entries scattered in (channels-last, as the pools)
         n, c, hp, wp = t.shape
         out = x.permute(0, 2, 3, 1).clone(memory_format=torch.contiguous_format)
+        values = values.to(x.dtype)
         out.view(n, -1, c).scatter_(1, self._flat_index(t, x.shape[-2:], k).view(n, hp * wp, c),
-                                    _nhwc(values.to(x.dtype)).view(n, hp * wp, c))
-        return out.permute(0, 3, 1, 2)
+                                    _nhwc(values).view(n, hp * wp, c))
+        out = out.permute(0, 3, 1, 2)
+        if not values.requires_grad:  # P_t of the result is ``values``: no gather needed later
+            _remember(out, "_dgm_selected", (t, k), values)
+        return out
 
     def _window_tables(self, hw, k: int, device) -> tuple[Array, Array, Array]:
         """For an H×W map: flat index of each window's top-left entry (H/k, W/k); the offset of
@@ -152,14 +159,12 @@ class TorchBackend(Backend):
         Kept on ``t`` itself (as ``t._dgm_flat``), since one state's positions are placed and
         selected several times a cycle; checked against ``t``'s version counter, except for
         inference-mode tensors, which have none (positions are never written in place)."""
-        version = -1 if t.is_inference() else t._version
-        key = (int(hw[0]), int(hw[1]), k, version)
-        memo = getattr(t, "_dgm_flat", None)
-        if memo is not None and memo[0] == key:
-            return memo[1]
-        start, offset, _ = self._window_tables(hw, k, t.device)
-        flat = torch.take(offset, _nhwc(t)).add_(start[:, :, None])
-        t._dgm_flat = (key, flat)
+        key = (int(hw[0]), int(hw[1]), k)
+        flat = _recall(t, "_dgm_flat", key)
+        if flat is None:
+            start, offset, _ = self._window_tables(hw, k, t.device)
+            flat = _remember(t, "_dgm_flat", key, torch.take(offset, _nhwc(t)).add_(
+                start[:, :, None]))
         return flat
 
     def xp_permute(self, x: Array, axes: tuple[int, ...]) -> Array:
@@ -217,6 +222,32 @@ class TorchBackend(Backend):
 
 
 _CHANNELS_LAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+# -- facts remembered on a tensor (flat pool indices of positions, P_t of a pool_update result):
+# kept as an attribute of the tensor object with the version counters of the tensors involved,
+# so an in-place write to any of them forgets the fact (inference-mode tensors have no version
+# counter: the engine never writes into positions or gates in place)
+def _versions(tensors: tuple) -> tuple:
+    return tuple(-1 if t.is_inference() else t._version for t in tensors)
+
+
+def _recall(x: Array, name: str, key: tuple):
+    """The value remembered on ``x`` under ``name`` for ``key`` (tensors in ``key`` compared
+    by identity), or None."""
+    memo = getattr(x, name, None)
+    if memo is None or len(memo[0]) != len(key) or \
+            any(a is not b if isinstance(b, torch.Tensor) else a != b
+                for a, b in zip(memo[0], key)):
+        return None
+    tensors = (x,) + tuple(k for k in key if isinstance(k, torch.Tensor))
+    return memo[2] if memo[1] == _versions(tensors) else None
+
+
+def _remember(x: Array, name: str, key: tuple, value: Array) -> Array:
+    tensors = (x,) + tuple(k for k in key if isinstance(k, torch.Tensor))
+    setattr(x, name, (key, _versions(tensors), value))
+    return value
 
 
 def _fast_layout(x: Array) -> Array:

@@ -234,9 +234,9 @@ def test_exact_h_step_is_the_rendering_when_tau2_is_infinite(problem):
         _same(state.h, g0)
 
 
-def test_flat_index_memo_follows_in_place_writes():
-    """The torch backend keeps the flat pool indices on the positions tensor; writing into
-    the positions invalidates them (version counter)."""
+def test_pool_memos_follow_in_place_writes():
+    """The torch backend keeps the flat pool indices on the positions tensor and P_t of a
+    pool_update result on the result; writing into either forgets them (version counter)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
     t = torch.randint(0, 4, (2, 3, 2, 2), generator=g)
@@ -245,6 +245,15 @@ def test_flat_index_memo_follows_in_place_writes():
     t.copy_(3 - t)
     np.testing.assert_array_equal(TO.pool_select(x, t, 2).numpy(),
                                   NP.pool_select(x.numpy(), t.numpy(), 2))
+    # P_t of a pool_update result is remembered as the values written, until a write into it
+    z = x > 0
+    v = torch.randn(2, 3, 2, 2, generator=g) > 0
+    out = TO.pool_update(z, t, v, 2)
+    assert torch.equal(TO.pool_select(out, t, 2), v)
+    out.logical_not_()
+    np.testing.assert_array_equal(TO.pool_select(out, t, 2).numpy(), ~v.numpy())
+    other = t.clone()
+    assert torch.equal(TO.pool_select(out, other, 2), ~v)  # (another positions tensor)
 
 
 @pytest.mark.parametrize("op", ["+", "-", "*", "/"])
