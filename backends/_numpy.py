@@ -52,6 +52,9 @@ class NumpyBackend(Backend):
     def one_hot(self, idx: Array, n: int, like: Array) -> Array:
         return (idx[..., None] == np.arange(n)).astype(like.dtype)
 
+    def sign(self, x: Array) -> Array:
+        return np.sign(x).astype(np.int8)
+
     def to_float(self, x: Array, like: Array) -> Array:
         return np.asarray(x, dtype=like.dtype)
 

@@ -164,6 +164,11 @@ class Backend:
         """Does a gradient flow back through ``x`` here (False for numpy)?"""
         return False
 
+    def sign(self, x: Array) -> Array:
+        """The sign of ``x`` as int8 (−1, 0, +1): all that the exact block steps read of a
+        rendering (a quarter of a float32 map's memory)."""
+        raise NotImplementedError
+
     def gate_values(self, z: Array, like: Array, leak: float) -> Array:
         """γ(z): 1 where the switch is on, ``leak`` where off (z boolean), dtype of ``like``."""
         on = self.to_float(z, like)

@@ -190,6 +190,9 @@ class TorchBackend(Backend):
             x = x.view(torch.uint8)
         return x.to(like.dtype)
 
+    def sign(self, x: Array) -> Array:
+        return torch.sign(x.detach()).to(torch.int8)
+
     def stop_gradient(self, x: Array) -> Array:
         return x.detach()
 

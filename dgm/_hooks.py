@@ -59,11 +59,13 @@ class FixedLatents:
     ``ghat[path]`` at switches (ĝ_ℓ, full resolution) and ``gpool[path]`` at pools (g_ℓ).
 
     ``keep_ghat``: the switch paths whose ĝ is recorded (None: all); elsewhere the rendering
-    is gated in the walk's own temporary instead of into a new array."""
+    is gated in the walk's own temporary instead of into a new array. ``signs``: record only
+    the signs of ĝ and g (``ops.sign``, int8), all the exact block steps read."""
 
-    def __init__(self, ops, z: dict, t: dict, norm: NormPolicy, keep_ghat=None):
+    def __init__(self, ops, z: dict, t: dict, norm: NormPolicy, keep_ghat=None,
+                 signs: bool = False):
         self.ops, self.z, self.t, self.norm = ops, z, t, norm
-        self.keep_ghat = keep_ghat
+        self.keep_ghat, self.signs = keep_ghat, signs
         self.ghat: dict = {}
         self.gpool: dict = {}
 
@@ -75,12 +77,12 @@ class FixedLatents:
 
     def switch_render(self, path, layer, g, owned: bool = False):
         if self.keep_ghat is None or path in self.keep_ghat:
-            self.ghat[path] = g
-            owned = False
+            self.ghat[path] = self.ops.sign(g) if self.signs else g
+            owned = owned and self.signs
         return self.ops.gate(g, self.z[path], layer.leak, overwrite=owned)
 
     def pool_render(self, path, layer, g):
-        self.gpool[path] = g
+        self.gpool[path] = self.ops.sign(g) if self.signs else g
         return self.t[path]
 
     def pooled_switch_render(self, path, layer, g, t, k: int):

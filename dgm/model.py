@@ -220,16 +220,19 @@ class DGM:
         return ops.one_hot(y, self.classes, A) @ A
 
     def render(self, params: Mapping[str, Any], state: State, top=None,
-               keep_ghat: Collection[str] | None = None) -> tuple[Any, FixedLatents]:
+               keep_ghat: Collection[str] | None = None,
+               signs: bool = False) -> tuple[Any, FixedLatents]:
         """Top-down rendering g_0 from ``top`` (default Aᵀe_y) with the state's gates (§1.2).
 
         Returns ``(g_0, hooks)``; ``hooks.ghat[path]`` is ĝ at each Switch (only at the paths
         in ``keep_ghat`` when given, which saves their full-resolution maps) and
-        ``hooks.gpool[path]`` the pooled rendering at each MaxPool.
+        ``hooks.gpool[path]`` the pooled rendering at each MaxPool; with ``signs`` both hold
+        only the signs (int8), which is all the exact block steps read.
         """
         ops = get_backend(state.h)
         top = self.top_vector(params, state.y) if top is None else top
-        hooks = FixedLatents(ops, state.z, state.t, self.norm_policy(ops, state), keep_ghat)
+        hooks = FixedLatents(ops, state.z, state.t, self.norm_policy(ops, state), keep_ghat,
+                             signs)
         g0 = T.render(ops, self.layers, params, top, hooks, "layers.", self.shapes)
         return g0, hooks
 

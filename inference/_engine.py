@@ -106,7 +106,7 @@ class _Engine:
         self.trajectory = Trajectory()
         t2, s2 = model.tau2, model.sigma2
         self.lam = 1.0 if math.isinf(t2) else t2 / (s2 + t2)
-        self.keep_ghat = Sweep.ghat_sites(model, options)
+        self.keep_ghat, self.signs = Sweep.reads(model, options)
         # g_0 is the engine's own temporary (the h-step may be written into it) unless it is
         # handed out as a rendering or read twice (the guard's second h-step)
         self.owns_g0 = not (keep_renderings or options.guard)
@@ -129,11 +129,13 @@ class _Engine:
 
     def cycle(self, n: int, state: State, prev_logits):
         model, params, ops, opt = self.model, self.params, self.ops, self.options
-        g0, rendered = model.render(params, state, self.top(state, prev_logits), self.keep_ghat)
+        g0, rendered = model.render(params, state, self.top(state, prev_logits), self.keep_ghat,
+                                    self.signs)
         # the exact steps' rendering: the feedback's own (one-hot or soft), one-hot for logits
         g0_exact, exact_render = g0, rendered
         if opt.guard and opt.feedback == "logits":
-            g0_exact, exact_render = model.render(params, state, keep_ghat=self.keep_ghat)
+            g0_exact, exact_render = model.render(params, state, keep_ghat=self.keep_ghat,
+                                                  signs=True)
         state = self.h_step(n, state, g0, g0_exact)
         sweep = Sweep(ops, model, state.z, state.t, rendered.ghat, rendered.gpool, opt,
                       model.norm_policy(ops, state), self._on_step(n, state, exact_render))

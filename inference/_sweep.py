@@ -31,12 +31,18 @@ class Sweep:
         self.fuse = on_step is None and not options.blend
 
     @staticmethod
-    def ghat_sites(model, options: Options) -> set[str] | None:
-        """The switches whose full-resolution rendering ĝ a sweep with ``options`` reads: all
-        (None) unless joint blocks run unblended, whose switches read the pooled g instead."""
+    def reads(model, options: Options) -> tuple[set[str] | None, bool]:
+        """What a sweep with ``options`` reads of the rendering: ``(sites, signs)``.
+
+        ``sites``: the switches whose full-resolution ĝ it reads: all (None) unless joint
+        blocks run unblended, whose switches read the pooled g instead. ``signs``: without
+        the blend every step reads only signs — z = 1[a·ĝ > 0] (ties at a·ĝ = 0), the
+        window extremum chosen by the sign of g — so the signs suffice (exactly: a·sign(ĝ)
+        has the sign of a·ĝ in exact arithmetic, where a float product may underflow to 0)."""
+        signs = not options.blend
         if options.block != "joint" or options.blend or options.guard:
-            return None
-        return {path for path in model.switch_sites if path not in model.pool_partner}
+            return None, signs
+        return {path for path in model.switch_sites if path not in model.pool_partner}, signs
 
     def biased_switch(self, path, layer, x, b, owned: bool):
         """``switch`` on a = x + b, the sum written into ``x`` when it is the walk's own

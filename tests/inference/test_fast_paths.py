@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -204,7 +205,7 @@ def test_render_without_ghat_gives_the_same_rendering(problem):
     float64 to 1e-12 (the placed map's memory layout may differ, and with it the rounding of
     torch's convolution kernels) — and leaves the state and the top vector untouched."""
     model = problem.model
-    joint = Sweep.ghat_sites(model, Options())
+    joint = Sweep.reads(model, Options())[0]
     for conv in (lambda v: v, to_torch):
         params, state = conv(problem.params), conv(problem.state)
         top = model.top_vector(params, state.y)
@@ -270,3 +271,29 @@ def test_update_writes_in_place_only_into_owned_arrays_without_gradient(op):
     n = x.numpy().copy()
     assert NP.update(n, op, y.numpy(), overwrite=True) is n
     np.testing.assert_array_equal(n, expected.numpy())
+
+
+@contextlib.contextmanager
+def _sweep_reads(fn):
+    """``Sweep.reads`` (what the engine records of a rendering) replaced by ``fn``."""
+    original = Sweep.__dict__["reads"]
+    Sweep.reads = staticmethod(fn)
+    try:
+        yield
+    finally:
+        Sweep.reads = original
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+@settings(max_examples=15, deadline=None)
+@given(problem=problems(kind="conv"))
+def test_sweep_on_rendering_signs_equals_sweep_on_values(name, problem):
+    """Recording only sign(ĝ), sign(g) (int8) for the sweep gives the same latents, h and
+    logits as recording the full renderings, exactly on numpy (ties at exact zeros included)."""
+    kw = dict(cycles=3, options=OPTIONS[name], observed="level0", initial_state=problem.state,
+              record="none")
+    args = (problem.model, problem.params, problem.x)
+    fast = alternating_map(*args, **kw)
+    with _sweep_reads(lambda model, options: (None, False)):
+        full = alternating_map(*args, **kw)
+    _same_result(fast, full)
