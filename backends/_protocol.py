@@ -189,15 +189,15 @@ class Backend:
             return _IN_PLACE[op](x, y)
         return _OUT_OF_PLACE[op](x, y)
 
-    def plain_gate(self, a: Array, leak: float) -> tuple[Array, Array]:
-        """The plain CNN's switch: ``(γ(z) ⊙ a, z)`` with z = 1[a > 0] (ReLU / leaky ReLU)."""
+    def plain_gate(self, a: Array, leak: float, overwrite: bool = False) -> tuple[Array, Array]:
+        """The plain CNN's switch: ``(γ(z) ⊙ a, z)`` with z = 1[a > 0] (ReLU / leaky ReLU);
+        ``overwrite``: ``a`` is a temporary of the caller that the output may be written into."""
         z = a > 0
-        return self.gate(a, z, leak), z
+        return self.gate(a, z, leak, overwrite), z
 
     def activate(self, a: Array, leak: float, overwrite: bool = False) -> Array:
-        """``plain_gate``'s output alone (the gates are not kept); ``overwrite``: ``a`` is a
-        temporary of the caller that the output may be written into."""
-        return self.plain_gate(a, leak)[0]
+        """``plain_gate``'s output alone (the gates are not kept); ``overwrite`` as there."""
+        return self.plain_gate(a, leak, overwrite)[0]
 
     def bias_activate(self, x: Array, b: Array, leak: float, overwrite: bool = False) -> Array:
         """``activate(x + b, leak)`` (``b`` broadcasts against ``x``); ``overwrite``: ``x`` is a

@@ -67,14 +67,15 @@ class TorchBackend(Backend):
     def needs_grad(self, x: Array) -> bool:
         return torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad
 
-    def plain_gate(self, a: Array, leak: float) -> tuple[Array, Array]:
+    def plain_gate(self, a: Array, leak: float, overwrite: bool = False) -> tuple[Array, Array]:
         if leak != 0.0:
-            return super().plain_gate(a, leak)
-        return F.relu(a), a > 0  # relu(a) = a·1[a > 0], with the same gradient
+            return super().plain_gate(a, leak, overwrite)
+        z = a > 0  # (before the ReLU, which may write into a)
+        return self.activate(a, leak, overwrite), z  # relu(a) = a·1[a > 0], same gradient
 
     def activate(self, a: Array, leak: float, overwrite: bool = False) -> Array:
         if leak != 0.0:
-            return super().activate(a, leak)
+            return super().activate(a, leak, overwrite)
         return F.relu(a, inplace=overwrite and not self.needs_grad(a))
 
     def bias_activate(self, x: Array, b: Array, leak: float, overwrite: bool = False) -> Array:

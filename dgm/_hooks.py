@@ -38,13 +38,13 @@ class PlainPass:
         self.z: dict = {}
         self.t: dict = {}
 
-    def switch(self, path, layer: Switch, a):
-        out, self.z[path] = self.ops.plain_gate(a, layer.leak)
+    def switch(self, path, layer: Switch, a, owned: bool = False):
+        out, self.z[path] = self.ops.plain_gate(a, layer.leak, overwrite=owned)
         return out
 
     def biased_switch(self, path, layer: Switch, x, b, owned: bool):
-        if self.record:
-            return self.switch(path, layer, x + b)
+        if self.record:  # a = x + b is then this pass's own temporary
+            return self.switch(path, layer, self.ops.update(x, "+", b, owned), owned=True)
         return self.ops.bias_activate(x, b, layer.leak, overwrite=owned)
 
     def pool(self, path, layer, x):
