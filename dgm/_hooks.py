@@ -12,6 +12,11 @@ class NormPolicy:
         self.ops, self.mode = ops, mode
         self.scales = {} if scales is None else scales
 
+    def fixed(self, path: str) -> bool:
+        """Is the scale at ``path`` independent of the map it divides (none, or frozen and
+        taken)? Then the division commutes with placing a pooled map (0 / s = 0)."""
+        return self.mode == "none" or (self.mode == "frozen" and path in self.scales)
+
     def __call__(self, path: str, x, direction: str, overwrite: bool = False):
         """``x`` divided by its scale; ``overwrite``: ``x`` is a temporary of the caller that
         the result may be written into (done only when no gradient flows through ``x``)."""

@@ -118,11 +118,10 @@ def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: st
            shapes: dict[str, Shape], path_prefix: str = ""):
     """Top-down pass = exact adjoint of ``forward`` with the hooks' gates: ``g`` → level below."""
     owned = False  # is g a temporary made by this walk (not the caller's g, nor a view of it)?
-    pooled_switch_render = getattr(hooks, "pooled_switch_render", None)
-    gated = None  # the index of a Switch already rendered on the pooled map
+    done_from = len(layers)  # layers from here up to the last pool were rendered on its map
     for i in reversed(range(len(layers))):
         layer, path = layers[i], f"{path_prefix}{i}"
-        if i == gated:
+        if i >= done_from:
             continue
         if isinstance(layer, Linear):
             g = layer.adjoint(ops, _sub(params, prefix, path, layer), g, shapes[path])
@@ -131,13 +130,7 @@ def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: st
         if isinstance(layer, Switch):
             g = hooks.switch_render(path, layer, g, owned)
         elif isinstance(layer, MaxPool):
-            g = ops.fast_layout(g)  # the pooled rendering is also used by the sweep
-            t, k = hooks.pool_render(path, layer, g), layer.kernel_size
-            if pooled_switch_render is not None and i > 0 and isinstance(layers[i - 1], Switch):
-                out = pooled_switch_render(f"{path_prefix}{i - 1}", layers[i - 1], g, t, k)
-                if out is not None:
-                    g, gated = out, i - 1
-            g = ops.pool_place(g, t, k)
+            g, done_from = _render_pool(ops, layers, i, g, hooks, path_prefix)
         elif isinstance(layer, Norm):
             g = hooks.norm(path, g, "render", overwrite=True) if owned else \
                 hooks.norm(path, g, "render")
@@ -153,6 +146,27 @@ def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: st
             raise TypeError(f"unknown layer type {type(layer).__name__} at {path}")
         owned = True
     return g
+
+
+def _render_pool(ops, layers: Sequence[Layer], i: int, g, hooks: Any, path_prefix: str):
+    """The MaxPool at ``i``: records the pooled rendering g_ℓ (``pool_render``), applies the
+    pointwise stages just below it to the pooled map — a Switch whose ĝ is not recorded
+    (``pooled_switch_render``), then a Norm with fixed scales — and places the result:
+    U_t commutes with them (the placed zeros stay +0), so the same numbers on k² fewer
+    entries. Returns ``(U_t g, index of the lowest layer done)``."""
+    layer, k = layers[i], layers[i].kernel_size
+    g = ops.fast_layout(g)  # the pooled rendering is also used by the sweep
+    t = hooks.pool_render(f"{path_prefix}{i}", layer, g)
+    pooled_switch_render = getattr(hooks, "pooled_switch_render", None)
+    j = i - 1
+    if pooled_switch_render is not None and j >= 0 and isinstance(layers[j], Switch):
+        gated = pooled_switch_render(f"{path_prefix}{j}", layers[j], g, t, k)
+        if gated is not None:  # (a new array: the recorded g_ℓ is not written into)
+            g, j = gated, j - 1
+            norm_path = f"{path_prefix}{j}"
+            if j >= 0 and isinstance(layers[j], Norm) and hooks.norm.fixed(norm_path):
+                g, j = hooks.norm(norm_path, g, "render", overwrite=True), j - 1
+    return ops.pool_place(g, t, k), j + 1
 
 
 def _sub(params: dict, prefix: str, path: str, layer: Linear) -> dict:
