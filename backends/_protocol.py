@@ -164,6 +164,10 @@ class Backend:
         """Does a gradient flow back through ``x`` here (False for numpy)?"""
         return False
 
+    def forget(self, x: Array) -> None:
+        """Drop whatever this backend keeps about ``x`` to save recomputation (e.g. the torch
+        backend's flat pool indices of a positions tensor): frees memory, changes no result."""
+
     def sign(self, x: Array) -> Array:
         """The sign of ``x`` as int8 (−1, 0, +1): all that the exact block steps read of a
         rendering (a quarter of a float32 map's memory)."""

@@ -191,6 +191,10 @@ class TorchBackend(Backend):
             x = x.view(torch.uint8)
         return x.to(like.dtype)
 
+    def forget(self, x: Array) -> None:
+        for name in _MEMOS:
+            x.__dict__.pop(name, None)
+
     def sign(self, x: Array) -> Array:
         return torch.sign(x.detach()).to(torch.int8)
 
@@ -232,6 +236,9 @@ _CHANNELS_LAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # kept as an attribute of the tensor object with the version counters of the tensors involved,
 # so an in-place write to any of them forgets the fact (inference-mode tensors have no version
 # counter: the engine never writes into positions or gates in place)
+_MEMOS = ("_dgm_flat", "_dgm_selected")
+
+
 def _versions(tensors: tuple) -> tuple:
     return tuple(-1 if t.is_inference() else t._version for t in tensors)
 

@@ -44,6 +44,7 @@ def _positions(ops, x, g, t_old, k: int, keep: bool, overwrite: bool = False):
     overwrite = overwrite and not ops.needs_grad(x)
     x = ops.stop_gradient(x)
     v_old = ops.pool_select(x, t_old, k) if keep else None  # (read before x may be written)
+    ops.forget(t_old)  # (the old positions are not placed or selected again this cycle)
     v_cand, cand = ops.extremum_pool_positions(x, g > 0, k, overwrite=overwrite)
     if not keep:
         return cand, v_cand

@@ -81,19 +81,25 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
         converged = ops.xp.zeros(state.batch_size, dtype=bool) if ops.name == "numpy" else \
             ops.xp.zeros(state.batch_size, dtype=ops.xp.bool, device=x_obs.device)
     n = 0
+    # the engine owns the current state from here: a cycle drops the previous one as soon as
+    # its h-step is done, unless it is kept for the fixed-point test or the record
+    engine.state, state = state, None
     for n in range(1, cycles + 1):
-        new_state, logits, g0 = engine.cycle(n, state, all_logits[-1])
+        tested = until_fixed_point or (test and n == cycles)  # only the last test is reported
+        previous = engine.state if tested else None
+        logits, g0 = engine.cycle(n, all_logits[-1])
         all_logits.append(logits)
         if renderings:
             rendered.append(g0)
+        del g0  # (it is the new state's h: no second reference into the next cycle)
         if record != "none":
-            states.append(new_state)
-        if until_fixed_point or (test and n == cycles):  # only the last test is reported
-            converged = _same_state(ops, state, new_state)
-        state = new_state
+            states.append(engine.state)
+        if tested:
+            converged = _same_state(ops, previous, engine.state)
+            previous = None
         if until_fixed_point and bool(converged.all()):
             break
-    return Result(state=state, logits=all_logits, states=states, trajectory=engine.trajectory,
+    return Result(state=engine.state, logits=all_logits, states=states, trajectory=engine.trajectory,
                   cycles=n if cycles else 0, converged=converged, renderings=rendered,
                   x_obs=x_obs)
 
@@ -107,6 +113,7 @@ class _Engine:
         t2, s2 = model.tau2, model.sigma2
         self.lam = 1.0 if math.isinf(t2) else t2 / (s2 + t2)
         self.keep_ghat, self.signs = Sweep.reads(model, options)
+        self.state: State | None = None  # the current state, owned by the engine while cycling
         # g_0 is the engine's own temporary (the h-step may be written into it) unless it is
         # handed out as a rendering or read twice (the guard's second h-step)
         self.owns_g0 = not (keep_renderings or options.guard)
@@ -127,8 +134,11 @@ class _Engine:
             return self.model.top_vector(self.params, state.y)
         return self.model.top_vector(self.params, q=state.q if fb == "softmax" else prev_logits)
 
-    def cycle(self, n: int, state: State, prev_logits):
-        model, params, ops, opt = self.model, self.params, self.ops, self.options
+    def cycle(self, n: int, prev_logits):
+        """One cycle from ``self.state`` (replaced by the new state); returns the logits of
+        the cycle's forward pass and its rendering g_0."""
+        model, params, ops, opt, state = self.model, self.params, self.ops, self.options, \
+            self.state
         g0, rendered = model.render(params, state, self.top(state, prev_logits), self.keep_ghat,
                                     self.signs)
         # the exact steps' rendering: the feedback's own (one-hot or soft), one-hot for logits
@@ -136,17 +146,17 @@ class _Engine:
         if opt.guard and opt.feedback == "logits":
             g0_exact, exact_render = model.render(params, state, keep_ghat=self.keep_ghat,
                                                   signs=True)
-        state = self.h_step(n, state, g0, g0_exact)
+        state = self.state = self.h_step(n, state, g0, g0_exact)  # (the old state can go)
         sweep = Sweep(ops, model, state.z, state.t, rendered.ghat, rendered.gpool, opt,
                       model.norm_policy(ops, state), self._on_step(n, state, exact_render))
         h = T.over_sigma2(state.h, model.sigma2)
         u = T.forward(ops, model.layers, params, h, sweep, "layers.")
         logits = model.head(params, u)
         state = state.replace(z=sweep.z, t=sweep.t)
-        state = self.y_step(n, state, logits)
+        state = self.state = self.y_step(n, state, logits)
         if self.record_mode == "cycle":
             self.record(n, "cycle", state, force=True)
-        return state, logits, g0
+        return logits, g0
 
     def h_step(self, n: int, state: State, g0, g0_exact) -> State:
         """S_h (§3.4): exact h* = x̃ + λ(g_0 − x̃); damped toward h*; or CNN-F's h + η(g_0 − h).
