@@ -129,7 +129,8 @@ class TorchBackend(Backend):
 
     def _window_tables(self, hw, k: int, device) -> tuple[Array, Array, Array]:
         """For an H×W map: flat index of each window's top-left entry (H/k, W/k); the offset of
-        in-window position p (k²,); the in-window position of an offset d ((k-1)W + k,)."""
+        in-window position p (k²,); the in-window position of an offset d ((k-1)W + k,), as
+        uint8 when k² ≤ 256 (so positions take an eighth of int64's memory and traffic)."""
         key = (int(hw[0]), int(hw[1]), k, device)
         tables = self._tables.get(key)
         if tables is None:
@@ -139,8 +140,9 @@ class TorchBackend(Backend):
             r, c = torch.arange(k, device=device).repeat_interleave(k), \
                 torch.arange(k, device=device).repeat(k)
             offset = r * w + c
-            position = torch.zeros((k - 1) * w + k, dtype=torch.int64, device=device)
-            position[offset] = torch.arange(k * k, device=device)
+            dtype = torch.uint8 if k * k <= 256 else torch.int64
+            position = torch.zeros((k - 1) * w + k, dtype=dtype, device=device)
+            position[offset] = torch.arange(k * k, device=device).to(dtype)
             tables = self._tables[key] = (start, offset, position)
         return tables
 
@@ -164,7 +166,7 @@ class TorchBackend(Backend):
         flat = _recall(t, "_dgm_flat", key)
         if flat is None:
             start, offset, _ = self._window_tables(hw, k, t.device)
-            flat = _remember(t, "_dgm_flat", key, torch.take(offset, _nhwc(t)).add_(
+            flat = _remember(t, "_dgm_flat", key, torch.take(offset, _long(_nhwc(t))).add_(
                 start[:, :, None]))
         return flat
 
@@ -181,10 +183,10 @@ class TorchBackend(Backend):
         return torch.argmin(x, dim=axis)
 
     def take_along_axis(self, x: Array, idx: Array, axis: int) -> Array:
-        return torch.take_along_dim(x, idx, dim=axis)
+        return torch.take_along_dim(x, _long(idx), dim=axis)
 
     def one_hot(self, idx: Array, n: int, like: Array) -> Array:
-        return F.one_hot(idx, n).to(like.dtype)
+        return F.one_hot(_long(idx), n).to(like.dtype)
 
     def to_float(self, x: Array, like: Array) -> Array:
         if x.dtype == torch.bool:  # uint8 -> float has a vectorised kernel, bool -> float not
@@ -236,6 +238,12 @@ _CHANNELS_LAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # kept as an attribute of the tensor object with the version counters of the tensors involved,
 # so an in-place write to any of them forgets the fact (inference-mode tensors have no version
 # counter: the engine never writes into positions or gates in place)
+def _long(idx: Array) -> Array:
+    """Integer positions as the int64 that torch's indexing ops take (uint8 positions are
+    this backend's own, any integer dtype is accepted)."""
+    return idx if idx.dtype == torch.int64 else idx.long()
+
+
 _MEMOS = ("_dgm_flat", "_dgm_selected")
 
 

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 from backends import DGMError
 
+from ._validate import _dtype_kind
+
 Array = Any
 
 
@@ -44,7 +46,8 @@ class State:
 def _check_same(name: str, old, new) -> None:
     if old is None:
         return
-    if tuple(old.shape) != tuple(new.shape) or old.dtype != new.dtype:
+    integers = _dtype_kind(old) == _dtype_kind(new) == "integer"  # (positions: any int dtype)
+    if tuple(old.shape) != tuple(new.shape) or (old.dtype != new.dtype and not integers):
         raise DGMError(f"State.replace: {name} must keep shape {tuple(old.shape)} and dtype "
                        f"{old.dtype}, got {tuple(new.shape)} {new.dtype}. Build a new state with "
                        f"model.plain_state(params, x) for a different batch.")
