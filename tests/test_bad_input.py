@@ -204,6 +204,12 @@ def test_state_replace_keeps_shapes():
         s.replace(h=s.h[:1])
     with pytest.raises(DGMError, match=r"State.replace: z\['1'\] must keep shape"):
         s.replace(z={"1": s.z["1"][:1]})
+    with pytest.raises(DGMError, match=r"State.replace: z\['1'\] must keep shape"):
+        s.replace(z={"1": s.z["1"].astype(np.int64)})  # gates stay boolean
+    for k, t in s.t.items():  # positions may change integer dtype (torch keeps uint8 ones)
+        assert s.replace(t={k: t.astype(np.uint8)}).t[k].dtype == np.uint8
+        with pytest.raises(DGMError, match=r"must keep shape"):
+            s.replace(t={k: t.astype(np.float64)})
 
 
 # -- engine and options arguments --------------------------------------------------------------
