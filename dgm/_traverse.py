@@ -97,8 +97,9 @@ def forward(ops, layers: Sequence[Layer], params: dict, x, hooks: Any, prefix: s
         elif isinstance(layer, MaxPool):
             x = hooks.pool(path, layer, x)
         elif isinstance(layer, Norm):
-            x = hooks.norm(path, x, "forward", overwrite=True) if owned else \
+            out = hooks.norm(path, x, "forward", overwrite=True) if owned else \
                 hooks.norm(path, x, "forward")
+            owned, x = owned or out is not x, out  # (a new quotient is the walk's own)
             continue
         elif isinstance(layer, Residual):
             a = forward(ops, layer.preact, params, x, hooks, prefix, f"{path}.preact.")
