@@ -97,9 +97,7 @@ def forward(ops, layers: Sequence[Layer], params: dict, x, hooks: Any, prefix: s
         elif isinstance(layer, MaxPool):
             x = hooks.pool(path, layer, x)
         elif isinstance(layer, Norm):
-            out = hooks.norm(path, x, "forward", overwrite=True) if owned else \
-                hooks.norm(path, x, "forward")
-            owned, x = owned or out is not x, out  # (a new quotient is the walk's own)
+            x, owned = _norm_forward(hooks, path, x, owned)
             continue
         elif isinstance(layer, Residual):
             a = forward(ops, layer.preact, params, x, hooks, prefix, f"{path}.preact.")
@@ -113,6 +111,15 @@ def forward(ops, layers: Sequence[Layer], params: dict, x, hooks: Any, prefix: s
             raise TypeError(f"unknown layer type {type(layer).__name__} at {path}")
         owned = True
     return x
+
+
+def _norm_forward(hooks: Any, path: str, x, owned: bool):
+    """A Norm on the forward walk: ``(x / scale, owned)``, in place when ``x`` is the walk's own
+    temporary; a new quotient is the walk's own too. (A helper, so that no loop variable
+    keeps the map alive after the walk has moved on.)"""
+    out = hooks.norm(path, x, "forward", overwrite=True) if owned else \
+        hooks.norm(path, x, "forward")
+    return out, owned or out is not x
 
 
 def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: str,

@@ -69,7 +69,7 @@ def joint_step_pooled(ops, a, g, z_old, t_old, k: int, keep: bool = True, leak: 
     z_new, t_new, a_sel, z_sel = _joint(ops, a, g, z_old, t_old, k, keep, overwrite)
     if ops.needs_grad(a):  # a_sel is detached (positions carry no gradient): gather from a
         a_sel = ops.pool_select(a, t_new, k)
-    return z_new, t_new, ops.gate(a_sel, z_sel, leak)
+    return z_new, t_new, ops.gate(a_sel, z_sel, leak, overwrite=True)  # (a_sel is new)
 
 
 def _joint(ops, a, g, z_old, t_old, k: int, keep: bool, overwrite: bool = False):
