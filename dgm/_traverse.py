@@ -18,7 +18,9 @@ traversal. Hooks implement:
   placed (γ(z) ⊙ U_t g = U_t(γ(P_t z) ⊙ g), the same numbers on k² fewer entries), or None
   to take the full map through ``switch_render`` (e.g. when ĝ is recorded);
 * ``norm(path, x, direction)``: a Norm layer, ``direction`` in {"forward", "render"}; on
-  either walk's own temporaries it is called with ``overwrite=True`` (it may write into ``x``).
+  either walk's own temporaries it is called with ``overwrite=True`` (it may write into ``x``);
+  when the hooks render pooled switches, ``norm.fixed(path)`` says whether the scale is
+  independent of the map, so that the render may divide the pooled map instead.
 
 Paths name sites: ``"3"`` is layer 3, ``"5.body.2"`` is layer 2 of the body of residual block 5.
 Parameters live in a flat dict under ``"{prefix}{path}.{name}"`` (e.g. ``"layers.3.weight"``).
