@@ -1,8 +1,8 @@
 """The torch backend's fused pool ops (``max_pool_positions``, ``min_pool_positions``,
-``pool_select``, ``pool_place``, ``pool_update``, ``gate``) are exactly the protocol's
-window-based definitions: same positions (first extremum in row-major order, ties included),
-same values, same gradients — against the numpy float64 reference and against the generic
-protocol code run on torch tensors.
+``pool_select``, ``pool_place``, ``pool_update``, ``gate``) and its bit-level ``where`` are
+exactly the protocol's window-based definitions (and torch.where): same positions (first
+extremum in row-major order, ties included), same values, same gradients — against the numpy
+float64 reference and against the generic protocol code run on torch tensors.
 """
 from __future__ import annotations
 
@@ -102,3 +102,34 @@ def test_channels_last_and_dtypes(dtype):
     v2, t2 = TO.max_pool_positions(x.contiguous(memory_format=torch.channels_last), 2)
     assert torch.equal(t, t2) and torch.equal(v, v2)
     np.testing.assert_array_equal(t.numpy(), NP.max_pool_positions(x.numpy(), 2)[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64, torch.int32,
+                                   torch.int8, torch.uint8])
+def test_where_selects_the_same_bits_as_torch_where(dtype):
+    """The torch backend's ``where`` (a selection on the operands' bits for same-shape,
+    same-dtype CPU tensors) gives exactly torch.where's bits: NaN, ±0, ±inf included; other
+    operands (broadcast, mixed dtypes) go to torch.where itself."""
+    g = torch.Generator().manual_seed(0)
+    shape = (3, 4, 5, 6)
+    cond = torch.rand(shape, generator=g) > 0.5
+    if dtype.is_floating_point:
+        pool = torch.tensor([float("nan"), -0.0, 0.0, float("inf"), -float("inf"), 1.5, -2.25],
+                            dtype=dtype)
+        a = pool[torch.randint(0, len(pool), shape, generator=g)]
+        b = pool[torch.randint(0, len(pool), shape, generator=g)].contiguous(
+            memory_format=torch.channels_last)
+        bits = {torch.float32: torch.int32, torch.float64: torch.int64}[dtype]
+        same = lambda x, y: torch.equal(x.view(bits), y.view(bits))  # noqa: E731
+    else:
+        hi = 255 if dtype == torch.uint8 else 100
+        a = torch.randint(0 if dtype == torch.uint8 else -hi, hi, shape, generator=g).to(dtype)
+        b = torch.randint(0, hi, shape, generator=g).to(dtype)
+        same = torch.equal
+    assert same(TO.where(cond, a, b), torch.where(cond, a, b))
+    assert same(TO.where(~cond, a, b), torch.where(~cond, a, b))
+    # broadcast and mixed dtypes: torch.where's own promotion
+    row = b[:1]
+    assert same(TO.where(cond, a, row), torch.where(cond, a, row))
+    assert TO.where(cond, a, b.to(torch.float64)).dtype == torch.where(
+        cond, a, b.to(torch.float64)).dtype
