@@ -58,11 +58,10 @@ class TorchBackend(Backend):
         n, c, h, w = x.shape
         windows = _nhwc(x).view(n, h // k, k, w // k, k, c)
         m = _nhwc(sign)[:, :, None, :, None, :]
-        in_place = overwrite and not self.needs_grad(x) and \
-            windows.data_ptr() == x.data_ptr()  # (_nhwc made no copy)
-        signed = windows.mul_(m) if in_place else windows * m
+        signed = self.update(windows, "*", m,  # (into x only when _nhwc made no copy)
+                             overwrite and windows.data_ptr() == x.data_ptr())
         values, idx = F.max_pool2d(_from_windows(signed), k, return_indices=True)
-        values = values * sign if self.needs_grad(values) else values.mul_(sign)
+        values = self.update(values, "*", sign, True)
         return values, self._position(idx, (h, w), k, not self.needs_grad(x))
 
     def needs_grad(self, x: Array) -> bool:
@@ -154,7 +153,7 @@ class TorchBackend(Backend):
         arithmetic is done in its memory."""
         start, _, position = self._window_tables(hw, k, idx.device)
         local = _nhwc(idx)  # (a view for max-pool indices of a channels-last map, else a copy)
-        local = local.sub_(start[:, :, None]) if spent else local - start[:, :, None]
+        local = self.update(local, "-", start[:, :, None], spent)
         return torch.take(position, local).permute(0, 3, 1, 2)
 
     def _flat_index(self, t: Array, hw, k: int) -> Array:
@@ -237,10 +236,6 @@ class TorchBackend(Backend):
 _CHANNELS_LAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-# -- facts remembered on a tensor (flat pool indices of positions, P_t of a pool_update result):
-# kept as an attribute of the tensor object with the version counters of the tensors involved,
-# so an in-place write to any of them forgets the fact (inference-mode tensors have no version
-# counter: the engine never writes into positions or gates in place)
 # -- torch.where on CPU runs 5-6× slower than a few integer passes: for same-shape, same-dtype
 # operands the selection is done on their bits instead, b ^ ((b ^ a) & mask) with mask all
 # ones where cond holds — the same bits as torch.where, NaN payloads and signed zeros included
@@ -270,6 +265,10 @@ def _long(idx: Array) -> Array:
     return idx if idx.dtype == torch.int64 else idx.long()
 
 
+# -- facts remembered on a tensor (flat pool indices of positions, P_t of a pool_update result):
+# kept as an attribute of the tensor object with the version counters of the tensors involved,
+# so an in-place write to any of them forgets the fact (inference-mode tensors have no version
+# counter: the engine never writes into positions or gates in place)
 _MEMOS = ("_dgm_flat", "_dgm_selected")
 
 

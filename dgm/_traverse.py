@@ -119,8 +119,7 @@ def _norm_forward(hooks: Any, path: str, x, owned: bool):
     """A Norm on the forward walk: ``(x / scale, owned)``, in place when ``x`` is the walk's own
     temporary; a new quotient is the walk's own too. (A helper, so that no loop variable
     keeps the map alive after the walk has moved on.)"""
-    out = hooks.norm(path, x, "forward", overwrite=True) if owned else \
-        hooks.norm(path, x, "forward")
+    out = hooks.norm(path, x, "forward", overwrite=owned)
     return out, owned or out is not x
 
 
@@ -142,8 +141,7 @@ def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: st
         elif isinstance(layer, MaxPool):
             g, done_from = _render_pool(ops, layers, i, g, hooks, path_prefix)
         elif isinstance(layer, Norm):
-            g = hooks.norm(path, g, "render", overwrite=True) if owned else \
-                hooks.norm(path, g, "render")
+            g = hooks.norm(path, g, "render", overwrite=owned)
         elif isinstance(layer, Residual):
             g_a = render(ops, layer.body, params, g, hooks, prefix, shapes, f"{path}.body.")
             if layer.projection is not None:

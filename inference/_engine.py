@@ -96,7 +96,6 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
             states.append(engine.state)
         if tested:
             converged = _same_state(ops, previous, engine.state)
-            previous = None
         if until_fixed_point and bool(converged.all()):
             break
     return Result(state=engine.state, logits=all_logits, states=states, trajectory=engine.trajectory,
