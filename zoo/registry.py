@@ -2,10 +2,12 @@
 ``create_model(name, pretrained=...)`` builds it and loads its weights.
 
 Weights of a registered model ``NAME`` are the file ``NAME.safetensors`` resolved as in
-``zoo.weights.resolve_weights`` (explicit path, bundled ``zoo/weights/``, ``$DGM_WEIGHTS_DIR``),
-sha256-checked against its card. A pretrained model is built with the architecture arguments of
-its card (``card["arch"]``, overridden by explicit keyword arguments), so the weights and the
-inference mode they were trained with travel together. Other modules register their models by
+``zoo.weights.resolve_weights`` (bundled ``zoo/weights/``, then ``$DGM_WEIGHTS_DIR``), or an
+explicit path (which must exist: never replaced by a bundled file), sha256-checked against its
+card. A pretrained model is built with the architecture arguments of its card (``card["arch"]``,
+required; overridden by explicit keyword arguments), so the weights and the inference mode they
+were trained with travel together; a card made for another registered model, or an ``arch`` the
+factory cannot build, is a ``WeightsError`` naming the file and both architectures. Other modules register their models by
 importing :func:`register_model` (e.g. ``zoo.models.wrn``).
 
 Example:
@@ -20,9 +22,9 @@ from typing import Any, Callable, Union
 
 import torch
 
-from backends import DGMError
+from backends import DGMError, WeightsError
 from zoo.models.fashion import fashion_cnnf as _fashion_cnnf
-from zoo.weights import load_weights, read_card, resolve_weights
+from zoo.weights import load_weights, read_card, resolve_weights, weights_path
 
 _MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
 
@@ -44,7 +46,7 @@ def has_weights(name: str) -> bool:
     """Whether ``name``'s weights resolve locally (bundled or ``$DGM_WEIGHTS_DIR``)."""
     try:
         resolve_weights(weights_file(name))
-    except FileNotFoundError:
+    except WeightsError:
         return False
     return True
 
@@ -69,15 +71,40 @@ def create_model(name: str, *, pretrained: Union[bool, str, os.PathLike] = False
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise DGMError(f"unknown model {name!r}{hint} (known: {', '.join(list_models())})")
     card: dict[str, Any] = {}
+    arch: dict[str, Any] = {}
     if pretrained is not False:
-        source = weights_file(name) if pretrained is True else pretrained
-        path = resolve_weights(source)
-        kwargs = {**read_card(path).get("arch", {}), **kwargs}
-    model = _MODELS[name](**kwargs)
+        path = resolve_weights(weights_file(name)) if pretrained is True else \
+            weights_path(pretrained)
+        arch = _card_arch(name, path)
+    try:
+        model = _MODELS[name](**{**arch, **kwargs})
+    except TypeError as err:
+        if pretrained is False:
+            raise
+        raise WeightsError(f"weights file {path} (card arch {arch}) cannot be built as {name!r} "
+                           f"({err}): the weights are of another architecture") from None
     if pretrained is not False:
+        built = getattr(model, "cycles", None)
+        if "cycles" in arch and "cycles" not in kwargs and built not in (None, arch["cycles"]):
+            raise WeightsError(f"weights file {path} were trained with cycles={arch['cycles']} "
+                               f"(card arch {arch}) but {name!r} has cycles={built}")
         card = load_weights(model, path)
     model.card = card
     return model.eval()
+
+
+def _card_arch(name: str, path) -> dict[str, Any]:
+    """The ``arch`` of the card of weights file ``path``, checked to be made for ``name``."""
+    card = read_card(path)
+    arch = card.get("arch")
+    if not isinstance(arch, dict):
+        raise WeightsError(f"the card of weights file {path} has no 'arch' (the architecture and "
+                           f"inference mode the weights were trained with); refusing to guess")
+    owner = card.get("name")
+    if isinstance(owner, str) and owner in _MODELS and owner != name:
+        raise WeightsError(f"weights file {path} are {owner!r} weights (card arch {arch}), not "
+                           f"{name!r}; load them as {owner!r} or pass the right file")
+    return arch
 
 
 @register_model

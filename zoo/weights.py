@@ -3,10 +3,11 @@
 A weights file ``NAME.safetensors`` holds the module's state dict (one tensor per parameter:
 weights are tied functionally, so nothing is aliased) and the card (without its hash) as JSON in
 the safetensors metadata under ``"card"``; the sidecar ``NAME.json`` is the full card including
-``"sha256"`` of the safetensors file. Nothing is ever downloaded: a file name resolves to, in
-order, the explicit path, the bundled file in ``zoo/weights/``, then ``$DGM_WEIGHTS_DIR``.
-Every failure is a ``DGMError`` (a ``ValueError``) naming the file and what was expected;
-a file that cannot be found is a ``FileNotFoundError`` listing where it was looked for.
+``"sha256"`` of the safetensors file. Nothing is ever downloaded and nothing is substituted: an
+explicit path must exist (:func:`weights_path`); only a registry file name (no path given) is
+looked up, in the bundled ``zoo/weights/`` then ``$DGM_WEIGHTS_DIR`` (:func:`resolve_weights`).
+Tensors must be finite. Every failure is a ``WeightsError`` (a ``DGMError``, a ``ValueError``)
+naming the file and what was expected; a file that cannot be found lists where it was looked for.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from backends import DGMError
+from backends import WeightsError
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 ENV_VAR = "DGM_WEIGHTS_DIR"
@@ -45,7 +46,7 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike, card: dict[st
     ``.json`` sibling; returns the file's sha256 (also stored in the JSON card)."""
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise DGMError(f"weights path must end in .safetensors, got {str(path)!r}")
+        raise WeightsError(f"weights path must end in .safetensors, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     save_file(state, str(path), metadata={"card": json.dumps(card, sort_keys=True)})
@@ -57,65 +58,92 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike, card: dict[st
 
 
 def resolve_weights(name: str | os.PathLike) -> Path:
-    """Find a weights file: ``name`` as a path, then ``zoo/weights/<name>``, then
-    ``$DGM_WEIGHTS_DIR/<name>``; ``FileNotFoundError`` listing the places tried."""
-    explicit = Path(name)
-    candidates = [explicit, BUNDLED_DIR / explicit.name]
+    """A registry weights file by name (only its file name is used): ``zoo/weights/<name>``,
+    then ``$DGM_WEIGHTS_DIR/<name>``; ``WeightsError`` listing the places tried. For a file the
+    user named, use :func:`weights_path` (never substituted by a bundled file)."""
+    file_name = Path(name).name
+    candidates = [BUNDLED_DIR / file_name]
     if os.environ.get(ENV_VAR):
-        candidates.append(Path(os.environ[ENV_VAR]) / explicit.name)
+        candidates.append(Path(os.environ[ENV_VAR]) / file_name)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    tried = "\n".join(f"  {c}" for c in candidates)
-    raise FileNotFoundError(f"weights file {explicit.name!r} not found; looked in:\n{tried}\n"
-                            f"(set ${ENV_VAR} to a directory holding it)")
+    tried = "; ".join(str(c) for c in candidates)
+    raise WeightsError(f"weights file {file_name!r} not found; looked in: {tried} "
+                       f"(set ${ENV_VAR} to a directory holding it)")
+
+
+def weights_path(path: str | os.PathLike) -> Path:
+    """An explicit weights path: it must be an existing file (``WeightsError`` naming it)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        what = "is a directory, not" if path.is_dir() else "does not exist; expected"
+        raise WeightsError(f"weights file {str(path)!r} {what} a .safetensors file")
+    return path
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON card of a weights file (``{}`` when there is none)."""
+    """The card of a weights file: its JSON sidecar, else the card in the file's metadata
+    (``{}`` when there is neither)."""
     sidecar = card_path(path)
     if not sidecar.is_file():
-        return {}
+        return _metadata_card(path)
     try:
-        return json.loads(sidecar.read_text())
+        card = json.loads(sidecar.read_text())
     except json.JSONDecodeError as err:
-        raise DGMError(f"model card {sidecar} is not valid JSON ({err})") from None
+        raise WeightsError(f"model card {sidecar} is not valid JSON ({err})") from None
+    if not isinstance(card, dict):
+        raise WeightsError(f"model card {sidecar} must be a JSON object, got "
+                           f"{type(card).__name__}")
+    return card
+
+
+def _metadata_card(path: str | os.PathLike) -> dict[str, Any]:
+    """The card stored in the safetensors metadata (``{}`` when absent)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {}).get("card", "{}"))
+    except (SafetensorError, OSError, json.JSONDecodeError) as err:
+        raise WeightsError(f"weights file {path} is not a readable safetensors file ({err})") \
+            from None
 
 
 def load_weights(module: torch.nn.Module, path: str | os.PathLike,
                  expected_sha256: Optional[str] = None) -> dict[str, Any]:
-    """Load a weights file (resolved as in :func:`resolve_weights`) into ``module``.
+    """Load the weights file ``path`` (which must exist) into ``module``.
 
     The file's sha256 must equal ``expected_sha256`` or, when that is None, the ``"sha256"``
-    of its JSON card; the tensors must match the module's parameter names and shapes exactly.
-    Returns the card (JSON sidecar, else the card in the file's metadata).
+    of its JSON card; the tensors must match the module's parameter names and shapes exactly
+    and be finite (no NaN/inf). Returns the card (JSON sidecar, else the card in the file's
+    metadata).
     """
-    path = resolve_weights(path)
+    path = weights_path(path)
     card = read_card(path)
     expected = expected_sha256 or card.get("sha256")
     if not expected:
-        raise DGMError(f"no sha256 to check {path} against: pass expected_sha256 or provide "
-                       f"its card {card_path(path)} with a 'sha256' field")
+        raise WeightsError(f"no sha256 to check {path} against: pass expected_sha256 or "
+                           f"provide its card {card_path(path)} with a 'sha256' field")
     actual = sha256_file(path)
     if actual != expected:
-        raise DGMError(f"weights file {path} has sha256 {actual}, expected {expected} "
-                       f"(corrupt or replaced file)")
+        raise WeightsError(f"weights file {path} has sha256 {actual}, expected {expected} "
+                           f"(corrupt or replaced file)")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
-        raise DGMError(f"weights file {path} is not a readable safetensors file ({err})") \
+        raise WeightsError(f"weights file {path} is not a readable safetensors file ({err})") \
             from None
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     wrong = [f"{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
              for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
-        raise DGMError(f"weights file {path} does not fit {type(module).__name__} (wrong "
-                       f"architecture?): missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                       f"wrong shapes {wrong[:5]}" + (f"; card arch: {card['arch']}"
-                                                      if "arch" in card else ""))
+        raise WeightsError(f"weights file {path} does not fit {type(module).__name__} (wrong "
+                           f"architecture?): missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                           f"wrong shapes {wrong[:5]}" + (f"; card arch: {card['arch']}"
+                                                          if "arch" in card else ""))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise WeightsError(f"weights file {path} holds NaN or inf values in {bad[:5]} "
+                           f"(a diverged or corrupt export); refusing to load it")
     module.load_state_dict(state)
-    if not card:
-        with safe_open(str(path), framework="pt") as f:
-            card = json.loads((f.metadata() or {}).get("card", "{}"))
     return card

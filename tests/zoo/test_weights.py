@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from backends import DGMError
+from backends import DGMError, WeightsError
 from dgm import DGM
 from dgm import layers as L
 from zoo import weights as W
@@ -78,14 +78,14 @@ def test_wrong_architecture_is_rejected(saved):
         W.load_weights(tiny(width=4), path)
 
 
-def test_missing_file_names_the_places_tried(tmp_path, monkeypatch):
+def test_missing_registry_file_names_the_places_tried(tmp_path, monkeypatch):
     monkeypatch.setenv(W.ENV_VAR, str(tmp_path / "env"))
-    with pytest.raises(FileNotFoundError, match="absent.safetensors") as err:
-        W.load_weights(tiny(), tmp_path / "absent.safetensors")
+    with pytest.raises(WeightsError, match="absent.safetensors") as err:
+        W.resolve_weights("absent.safetensors")
     assert str(tmp_path / "env") in str(err.value) and str(W.BUNDLED_DIR) in str(err.value)
 
 
-def test_resolution_order_explicit_bundled_env(tmp_path, monkeypatch):
+def test_registry_lookup_order_bundled_then_env(tmp_path, monkeypatch):
     bundled, env = tmp_path / "bundled", tmp_path / "env"
     for d in (bundled, env):
         d.mkdir()
@@ -95,9 +95,63 @@ def test_resolution_order_explicit_bundled_env(tmp_path, monkeypatch):
     assert W.resolve_weights("m.safetensors") == bundled / "m.safetensors"
     (bundled / "m.safetensors").unlink()
     assert W.resolve_weights("m.safetensors") == env / "m.safetensors"
+
+
+def test_explicit_path_is_never_replaced_by_a_bundled_file(tmp_path, monkeypatch):
+    """issue 16 case 1: a wrong path is an error naming it, not the bundled file of that name."""
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "my_runs" / "fashion_cnnf.safetensors"
+    for source in (missing, "fashion_cnnf.safetensors", str(tmp_path)):
+        with pytest.raises(WeightsError, match="fashion_cnnf.safetensors|directory"):
+            create_model("fashion_cnnf", pretrained=source)
+    with pytest.raises(WeightsError, match=str(missing)):
+        W.load_weights(tiny(), missing)
     explicit = tmp_path / "m.safetensors"
     explicit.write_bytes(b"y")
-    assert W.resolve_weights(explicit) == explicit
+    assert W.weights_path(explicit) == explicit
+
+
+def test_weights_of_another_registered_model_are_refused(tmp_path):
+    """issue 16 case 1: the bundled CNN passed as the CNN-F is an error naming both."""
+    cnn = W.BUNDLED_DIR / "fashion_cnn.safetensors"
+    if not cnn.is_file():
+        pytest.skip("no bundled fashion_cnn")
+    with pytest.raises(WeightsError, match="'fashion_cnn' weights.*not 'fashion_cnnf'"):
+        create_model("fashion_cnnf", pretrained=cnn)
+    net = create_model("fashion_cnnf", mode="original", cycles=2)
+    path = tmp_path / "f.safetensors"
+    W.save_weights(net, path, {"arch": {"mode": "original", "cycles": 2}})
+    with pytest.raises(WeightsError, match="cycles=2.*'fashion_cnn' has cycles=0"):
+        create_model("fashion_cnn", pretrained=path)
+
+
+def test_card_without_arch_is_refused(tmp_path):
+    """issue 16 case 1: no guessing of the inference mode when the card does not say it."""
+    net = create_model("fashion_cnnf", mode="original", cycles=1)
+    path = tmp_path / "f.safetensors"
+    W.save_weights(net, path, {"name": "fashion_cnnf"})
+    with pytest.raises(WeightsError, match="no 'arch'"):
+        create_model("fashion_cnnf", pretrained=path)
+
+
+def test_weights_of_another_architecture_name_file_and_arch(tmp_path):
+    """issue 16 case 8: WRN weights given as a Fashion model -> one error naming the file."""
+    path = tmp_path / "w.safetensors"
+    W.save_weights(tiny(), path, {"arch": {"depth": 16, "widen": 2, "cycles": 1}})
+    with pytest.raises(WeightsError, match=f"{path}.*depth.*another architecture"):
+        create_model("fashion_cnnf", pretrained=path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    """issue 16 case 5: NaN/inf weights with a valid card (sha256 matches) do not load."""
+    net = tiny()
+    with torch.no_grad():
+        next(iter(net.parameters()))[0].fill_(bad)
+    path = tmp_path / "nan.safetensors"
+    W.save_weights(net, path, CARD)
+    with pytest.raises(WeightsError, match="NaN or inf"):
+        W.load_weights(tiny(), path)
 
 
 def test_registry_names_suggestions_and_duplicates(monkeypatch):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import zoo
+from backends import WeightsError
 from dgm import layers as L
 from zoo.convert import recut
 from zoo.models.wrn import cnnf_wrn, wrn_blocks, wrn_dgm
@@ -131,7 +132,7 @@ def test_exports_and_registry():
 
 def test_wrn40_pretrained_missing_names_the_file_and_the_env(monkeypatch, tmp_path):
     monkeypatch.setenv("DGM_WEIGHTS_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(WeightsError) as err:
         cnnf_wrn(depth=40, widen=2, pretrained=True)
     msg = str(err.value)
     assert "cnnf_wrn_40_2.safetensors" in msg and "$DGM_WEIGHTS_DIR" in msg

@@ -56,7 +56,7 @@ def run_card(args: argparse.Namespace) -> int:
         return 2
     try:
         path = resolve_weights(weights_file(args.name))
-    except FileNotFoundError as err:
+    except ValueError as err:   # WeightsError: not found
         print(err, file=sys.stderr)
         return 1
     print(json.dumps({"path": str(path), **read_card(path)}, indent=2))

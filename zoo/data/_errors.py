@@ -1,5 +1,5 @@
-"""The single exception type raised by the data loaders."""
+"""The data loaders' exception type: ``backends.DataError`` (a ``DGMError``)."""
 
+from backends import DataError
 
-class DataError(ValueError):
-    """A dataset is missing, corrupt or inconsistent; the message names the file(s)."""
+__all__ = ["DataError"]

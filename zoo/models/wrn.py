@@ -140,12 +140,15 @@ def cnnf_wrn(depth: int = 40, widen: int = 2, cycles: int | None = None,
 
 def _resolve(name: str, pretrained):
     """The weights file: ``name.safetensors`` (pretrained=True) or the explicit path."""
-    from ..weights import ENV_VAR, resolve_weights
-    source = f"{name}.safetensors" if pretrained is True else pretrained
+    from backends import WeightsError
+
+    from ..weights import ENV_VAR, resolve_weights, weights_path
+    if pretrained is not True:
+        return weights_path(pretrained)
     try:
-        return resolve_weights(source)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(
+        return resolve_weights(f"{name}.safetensors")
+    except WeightsError as err:
+        raise WeightsError(
             f"{err}\nNo weights for {name} are bundled. Put {name}.safetensors (with its .json "
             f"card) in ${ENV_VAR}: train them (`dgm train cifar10 ... --export "
             f"${ENV_VAR}/{name}`) or convert the official CNN-F checkpoint "
