@@ -5,7 +5,7 @@ and Wᵀ in rendering). ``forward`` is stateless and differentiable end to end t
 cycles; the CNN baseline is the same module with ``cycles=0``.
 
 Inputs live in [-1, 1] (``pixel / 255 * 2 - 1``). A batch that looks like other units — every
-value >= 0 (likely [0, 1] or [0, 255] data) or values outside [-1, 1] — gets a
+value >= 0 (likely [0, 1] or [0, 255] data) or values outside [-1, 1] — gets an
 ``InputRangeWarning`` (``strict_input=True``: an ``InputError`` instead): such data is
 classified without error but wrongly (bundled fashion_cnn, full test set: 91.82 % on [-1, 1],
 81.48 % on the same images in [0, 1]).
