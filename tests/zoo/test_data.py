@@ -98,11 +98,34 @@ def test_fashion_count_mismatch(tmp_path):
 
 def test_fashion_missing_message(tmp_path):
     with pytest.raises(DataError) as info:
-        load_fashion_mnist("test", tmp_path / "nowhere")
+        load_fashion_mnist("test")
     msg = str(info.value)
     for part in ("apt-get update && apt-get install -y dataset-fashion-mnist", "t10k-images-idx3-ubyte.gz",
-                 "t10k-labels-idx1-ubyte.gz", str(tmp_path / "nowhere"), "no-system-dir", "DGM_DATA_DIR"):
+                 "t10k-labels-idx1-ubyte.gz", "no-system-dir", "DGM_DATA_DIR"):
         assert part in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "empty", "broken"])
+@pytest.mark.parametrize("via", ["argument", "env"])
+def test_named_data_dir_is_never_replaced_by_the_system_one(tmp_path, monkeypatch, kind, via):
+    """issue 16 case 2: a wrong --data-dir / $DGM_DATA_DIR is an error naming it (it fell back
+    to the system Fashion-MNIST, here a valid copy in SYSTEM_DIR)."""
+    write_fmnist(tmp_path / "system", n=3, split="test")
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "system")
+    named = tmp_path / "named"
+    if kind == "file":
+        named.write_bytes(b"x")
+    elif kind in ("empty", "broken"):
+        named.mkdir()
+    if kind == "broken":
+        (named / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip")
+    if via == "env":
+        monkeypatch.setenv("DGM_DATA_DIR", str(named))
+    with pytest.raises(DataError, match=str(named)) as info:
+        load_fashion_mnist("test", named if via == "argument" else None)
+    assert "apt-get" not in str(info.value)
+    assert len(load_fashion_mnist("test", tmp_path / "system")[1]) == 3
 
 
 def test_fashion_env_var_and_subdir(tmp_path, monkeypatch):
@@ -219,12 +242,29 @@ def test_cifar_npz_not_a_zip(tmp_path):
 
 def test_cifar_missing_message(tmp_path, monkeypatch):
     monkeypatch.setenv("DGM_DATA_DIR", str(tmp_path / "env"))
+    (tmp_path / "arg").mkdir()
     with pytest.raises(DataError) as info:
         load_cifar10("train", tmp_path / "arg")
     msg = str(info.value)
-    for part in ("data_batch_5", "cifar10-jpeg-q75.npz", str(tmp_path / "arg" / "cifar-10-batches-py"),
-                 str(tmp_path / "env"), "no-shared-dir"):
+    for part in ("data_batch_5", "cifar10-jpeg-q75.npz", str(tmp_path / "arg" / "cifar-10-batches-py")):
         assert part in msg
+    assert str(tmp_path / "env") not in msg and "no-shared-dir" not in msg and "\n" not in msg
+    with pytest.raises(DataError, match="DGM_DATA_DIR.*does not exist"):
+        load_cifar10("train")
+    monkeypatch.delenv("DGM_DATA_DIR")
+    with pytest.raises(DataError, match="no-shared-dir"):
+        load_cifar10("train")
+
+
+def test_cifar_named_dir_is_never_replaced_by_the_shared_archive(tmp_path, monkeypatch):
+    """issue 16 case 2, CIFAR-10: the shared archive is used only when no directory is named."""
+    (tmp_path / "shared").mkdir()
+    write_npz(tmp_path / "shared" / "cifar10-jpeg-q75.npz")
+    monkeypatch.setattr(cifar10, "SHARED_DATA_DIR", tmp_path / "shared")
+    assert len(load_cifar10("test")[1]) > 0
+    for named in (tmp_path / "nowhere", tmp_path / "shared" / "cifar10-jpeg-q75.npz"):
+        with pytest.raises(DataError, match=str(named)):
+            load_cifar10("test", named)
 
 
 @pytest.mark.skipif(not REAL_NPZ.is_file(), reason="shared CIFAR-10 JPEG archive not present")

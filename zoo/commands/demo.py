@@ -40,9 +40,7 @@ def run(args) -> int:
     try:
         load_fashion_mnist("test", args.data_dir)
     except DataError as err:
-        print("error: the demo needs the Fashion-MNIST test set; install it with "
-              "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu, or `make data`), or "
-              f"pass --data-dir / set $DGM_DATA_DIR.\n{err}", file=sys.stderr)
+        print(f"error: {err} (the demo needs the Fashion-MNIST test set)", file=sys.stderr)
         return 2
     try:
         models = load_models(MODELS)

@@ -42,9 +42,10 @@ def load_cifar10(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a CIFAR-10 split (``"train"``: 50000 items, ``"test"``: 10000).
 
-    Sources, first found wins: the python batches ``cifar-10-batches-py`` in ``data_dir``,
-    ``data_dir/cifar-10-batches-py``, ``$DGM_DATA_DIR``, ``$DGM_DATA_DIR/cifar-10-batches-py``;
-    then ``cifar10-jpeg-q75.npz`` in ``data_dir``, ``$DGM_DATA_DIR``, ``<repo>/../shared/data``.
+    Sources, first found wins: the python batches in ``ROOT`` or ``ROOT/cifar-10-batches-py``,
+    then ``cifar10-jpeg-q75.npz`` in ``ROOT``, where ``ROOT`` is ``data_dir`` when given, else
+    ``$DGM_DATA_DIR`` when set; only when neither is named, ``<repo>/../shared/data``'s archive.
+    A named directory is never replaced: missing or without the data, a ``DataError`` names it.
     ``limit`` keeps only that many items, class-balanced (round-robin over the classes in file
     order, since the JPEG archive is sorted by class), in file order.
     Returns ``(x, y)``: x float32 (N, 3, 32, 32) in [-1, 1] (``x / 255 * 2 - 1``), y int64 (N,).
@@ -66,10 +67,10 @@ def load_cifar10(
         pixels, labels = _read_jpeg_npz(npz_path, split, limit)
     else:
         raise DataError(
-            f"CIFAR-10 {split} data not found. Looked for the python batches "
-            f"({', '.join(_BATCHES[split])}) in:\n{describe(pickle_dirs)}\n"
-            f"and for the JPEG archive {NPZ_NAME} in:\n{describe(npz_dirs)}\n"
-            "Pass --data-dir or set $DGM_DATA_DIR to a directory holding either."
+            f"CIFAR-10 {split} data not found: looked for the python batches "
+            f"({', '.join(_BATCHES[split])}) in: {describe(pickle_dirs)}; "
+            f"and for the JPEG archive {NPZ_NAME} in: {describe(npz_dirs)}; "
+            "pass --data-dir or set $DGM_DATA_DIR to a directory holding either"
         )
     return to_signed_unit(pixels), labels.astype(np.int64)
 

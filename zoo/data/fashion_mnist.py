@@ -7,7 +7,7 @@ import numpy as np
 
 from ._errors import DataError
 from ._idx import read_idx
-from ._locate import candidate_dirs, describe
+from ._locate import ENV_VAR, candidate_dirs, describe, named
 from ._scale import to_signed_unit
 
 FASHION_MNIST_CLASSES = (
@@ -33,9 +33,10 @@ def _find(directory: Path, stem: str) -> Path | None:
 def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Load a Fashion-MNIST split (``"train"``: 60000 items, ``"test"``: 10000).
 
-    Searches ``data_dir`` (and ``data_dir/fashion-mnist``), ``$DGM_DATA_DIR`` (and
-    ``$DGM_DATA_DIR/fashion-mnist``), then ``/usr/share/datasets/fashion-mnist``; the first
-    directory holding both files of the split wins.
+    Searches ``data_dir`` and ``data_dir/fashion-mnist`` when given, else ``$DGM_DATA_DIR``
+    and ``$DGM_DATA_DIR/fashion-mnist`` when set, else ``/usr/share/datasets/fashion-mnist``;
+    the first directory holding both files of the split wins. A named directory is never
+    replaced by the system one: missing or empty, it is a ``DataError`` naming it.
     Returns ``(x, y)``: x float32 (N, 1, 28, 28) in [-1, 1] (``x / 255 * 2 - 1``), y int64 (N,).
     """
     if split not in _FILES:
@@ -47,10 +48,11 @@ def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None 
         if all(paths):
             break
     else:
+        hint = ("check the directory" if named(data_dir) else
+                f"install them with `{INSTALL_HINT}`, or pass --data-dir / set ${ENV_VAR}")
         raise DataError(
-            f"Fashion-MNIST {split} files not found. Expected {stems[0]}.gz and {stems[1]}.gz "
-            f"(or uncompressed, without .gz) in one of:\n{describe(dirs)}\n"
-            f"Install them with `{INSTALL_HINT}`, or pass --data-dir / set $DGM_DATA_DIR."
+            f"Fashion-MNIST {split} files not found: expected {stems[0]}.gz and {stems[1]}.gz "
+            f"(or uncompressed, without .gz) in one of: {describe(dirs)}; {hint}"
         )
     images_path, labels_path = paths
     images = read_idx(images_path, 3)
