@@ -12,6 +12,12 @@ class NormPolicy:
         self.ops, self.mode = ops, mode
         self.scales = {} if scales is None else scales
 
+    @property
+    def on_arrival(self) -> bool:
+        """CNN-F's feedback (mode "original") normalises the signal arriving at a unit, before
+        its un-pool and mask, not at the Norm's adjoint position (``_traverse.render``)."""
+        return self.mode == "original"
+
     def fixed(self, path: str) -> bool:
         """Is the scale at ``path`` independent of the map it divides (none, or frozen and
         taken)? Then the division commutes with placing a pooled map (0 / s = 0)."""
@@ -68,8 +74,9 @@ class FixedLatents:
     the signs of ĝ and g (``ops.sign``, int8), all the exact block steps read."""
 
     def __init__(self, ops, z: dict, t: dict, norm: NormPolicy, keep_ghat=None,
-                 signs: bool = False):
+                 signs: bool = False, unplaced: dict | None = None):
         self.ops, self.z, self.t, self.norm = ops, z, t, norm
+        self.unplaced = {} if unplaced is None else unplaced
         self.keep_ghat, self.signs = keep_ghat, signs
         self.ghat: dict = {}
         self.gpool: dict = {}
@@ -89,6 +96,12 @@ class FixedLatents:
     def pool_render(self, path, layer, g):
         self.gpool[path] = self.ops.sign(g) if self.signs else g
         return self.t[path]
+
+    def pool_unplaced(self, path, g):
+        """``g`` with the windows that hold no position (``unplaced``) set to 0: they render
+        nothing (CNN-F's AdaPool with both gates off). ``g`` itself when there are none."""
+        off = self.unplaced.get(path)
+        return g if off is None else self.ops.where(off, g * 0, g)
 
     def pooled_switch_render(self, path, layer, g, t, k: int):
         """γ(P_t z) ⊙ g on the pooled rendering, when ĝ at ``path`` is not recorded (its

@@ -12,7 +12,9 @@ traversal. Hooks implement:
   (``ops.pool_select``/``ops.max_pool_positions`` act on k×k windows without copying them);
 * ``switch_render(path, layer, g, owned) -> out``: rendering arriving at a Switch (this is
   ``ĝ_ℓ``); ``owned``: ``g`` is a temporary of the render walk, which it may write into;
-* ``pool_render(path, layer, g) -> t``: pooled rendering ``g_ℓ`` arriving at a MaxPool;
+* ``pool_render(path, layer, g) -> t``: pooled rendering ``g_ℓ`` arriving at a MaxPool; hooks
+  may also define ``pool_unplaced(path, g) -> g``, the pooled map with the windows that hold
+  no position set to 0 (CNN-F's zero-feedback windows, ``State.unplaced``), before placing;
   hooks may also define ``pooled_switch_render(path, layer, g, t, k) -> out | None``: the
   rendering of the Switch just below a MaxPool computed on the pooled ``g`` before it is
   placed (γ(z) ⊙ U_t g = U_t(γ(P_t z) ⊙ g), the same numbers on k² fewer entries), or None
@@ -20,7 +22,11 @@ traversal. Hooks implement:
 * ``norm(path, x, direction)``: a Norm layer, ``direction`` in {"forward", "render"}; on
   either walk's own temporaries it is called with ``overwrite=True`` (it may write into ``x``);
   when the hooks render pooled switches, ``norm.fixed(path)`` says whether the scale is
-  independent of the map, so that the render may divide the pooled map instead.
+  independent of the map, so that the render may divide the pooled map instead;
+  ``norm.on_arrival`` (CNN-F's recomputed norm) moves a Norm's render from its adjoint
+  position to where the signal *arrives* at its unit: before the Switch/MaxPool run just above
+  it (before the un-pool and the mask), and in a residual block's pre-activation, on the body
+  term before the projection term is added (original-cnnf.md §A.2–A.3).
 
 Paths name sites: ``"3"`` is layer 3, ``"5.body.2"`` is layer 2 of the body of residual block 5.
 Parameters live in a flat dict under ``"{prefix}{path}.{name}"`` (e.g. ``"layers.3.weight"``).
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
 
-from .layers import Flatten, Layer, Linear, MaxPool, Norm, Residual, Shape, Switch
+from .layers import AvgPool, Flatten, Layer, Linear, MaxPool, Norm, Residual, Shape, Switch
 
 
 def iter_layers(layers: Sequence[Layer], prefix: str = "") -> Iterator[tuple[str, Layer]]:
@@ -124,17 +130,26 @@ def _norm_forward(hooks: Any, path: str, x, owned: bool):
 
 
 def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: str,
-           shapes: dict[str, Shape], path_prefix: str = ""):
-    """Top-down pass = exact adjoint of ``forward`` with the hooks' gates: ``g`` → level below."""
+           shapes: dict[str, Shape], path_prefix: str = "", arrived: bool = False):
+    """Top-down pass = exact adjoint of ``forward`` with the hooks' gates: ``g`` → level below.
+
+    With ``hooks.norm.on_arrival`` the Norms are applied where the signal arrives at their unit
+    (``arrival_norms``); ``arrived``: those due at the top of ``layers`` were already applied."""
     owned = False  # is g a temporary made by this walk (not the caller's g, nor a view of it)?
     done_from = len(layers)  # layers from here up to the last pool were rendered on its map
+    due = arrival_norms(layers) if _on_arrival(hooks) else {}
+    moved = {j for js in due.values() for j in js}
+    if arrived:
+        due.pop(len(layers) - 1, None)
     for i in reversed(range(len(layers))):
         layer, path = layers[i], f"{path_prefix}{i}"
-        if i >= done_from:
+        if i >= done_from or i in moved:
             continue
+        for j in due.get(i, ()):
+            g, owned = hooks.norm(f"{path_prefix}{j}", g, "render", overwrite=owned), True
         if isinstance(layer, Linear):
             g = layer.adjoint(ops, _sub(params, prefix, path, layer), g, shapes[path])
-            owned = owned or not isinstance(layer, Flatten)
+            owned = owned or not _adjoint_is_view(layer)
             continue
         if isinstance(layer, Switch):
             g = hooks.switch_render(path, layer, g, owned)
@@ -144,16 +159,46 @@ def render(ops, layers: Sequence[Layer], params: dict, g, hooks: Any, prefix: st
             g = hooks.norm(path, g, "render", overwrite=owned)
         elif isinstance(layer, Residual):
             g_a = render(ops, layer.body, params, g, hooks, prefix, shapes, f"{path}.body.")
+            arrived = _on_arrival(hooks)
+            if arrived:  # the pre-activation's Norm acts on the body term alone (§A.3)
+                for j in arrival_norms(layer.preact).get(len(layer.preact) - 1, ()):
+                    g_a = hooks.norm(f"{path}.preact.{j}", g_a, "render", overwrite=True)
             if layer.projection is not None:
                 pp = f"{path}.projection"
                 g_a = g_a + layer.projection.adjoint(
                     ops, _sub(params, prefix, pp, layer.projection), g, shapes[pp])
-            g_x = render(ops, layer.preact, params, g_a, hooks, prefix, shapes, f"{path}.preact.")
+            g_x = render(ops, layer.preact, params, g_a, hooks, prefix, shapes, f"{path}.preact.",
+                         arrived)
             g = g_x + g if layer.projection is None else g_x
         else:
             raise TypeError(f"unknown layer type {type(layer).__name__} at {path}")
         owned = True
     return g
+
+
+def arrival_norms(layers: Sequence[Layer]) -> dict[int, tuple[int, ...]]:
+    """Where CNN-F's feedback applies each Norm: index k of the top of the run of Switch/MaxPool
+    layers directly above the Norm at j → (j, …). A Norm with no such run (e.g. under a
+    linear layer) stays at its adjoint position and is not listed."""
+    due: dict[int, tuple[int, ...]] = {}
+    for j, layer in enumerate(layers):
+        if isinstance(layer, Norm):
+            k = j
+            while k + 1 < len(layers) and isinstance(layers[k + 1], (Switch, MaxPool)):
+                k += 1
+            if k != j:
+                due[k] = due.get(k, ()) + (j,)
+    return due
+
+
+def _adjoint_is_view(layer: Linear) -> bool:
+    """Whether ``layer.adjoint`` may return a view of its input (a reshape, or the nearest
+    upsampling's broadcast), which the walk must not write into."""
+    return isinstance(layer, Flatten) or (isinstance(layer, AvgPool) and layer.render == "nearest")
+
+
+def _on_arrival(hooks: Any) -> bool:
+    return bool(getattr(getattr(hooks, "norm", None), "on_arrival", False))
 
 
 def _render_pool(ops, layers: Sequence[Layer], i: int, g, hooks: Any, path_prefix: str):
@@ -165,6 +210,9 @@ def _render_pool(ops, layers: Sequence[Layer], i: int, g, hooks: Any, path_prefi
     layer, k = layers[i], layers[i].kernel_size
     g = ops.fast_layout(g)  # the pooled rendering is also used by the sweep
     t = hooks.pool_render(f"{path_prefix}{i}", layer, g)
+    pool_unplaced = getattr(hooks, "pool_unplaced", None)
+    if pool_unplaced is not None:
+        g = pool_unplaced(f"{path_prefix}{i}", g)
     pooled_switch_render = getattr(hooks, "pooled_switch_render", None)
     j = i - 1
     if pooled_switch_render is not None and j >= 0 and isinstance(layers[j], Switch):

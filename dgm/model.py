@@ -232,7 +232,7 @@ class DGM:
         ops = get_backend(state.h)
         top = self.top_vector(params, state.y) if top is None else top
         hooks = FixedLatents(ops, state.z, state.t, self.norm_policy(ops, state), keep_ghat,
-                             signs)
+                             signs, dict(state.unplaced))
         g0 = T.render(ops, self.layers, params, top, hooks, "layers.", self.shapes)
         return g0, hooks
 

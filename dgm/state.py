@@ -4,7 +4,10 @@ Nothing about a state lives on the model: the same input always gives the same o
 ``z`` maps each Switch path to a boolean array (N, *unit shape); ``t`` maps each MaxPool path to
 an integer array (N, C, H', W') of in-window positions in ``0..k²-1``; ``q`` is the soft class
 distribution of the EM variant (§4.4) or None; ``norm_scales`` holds frozen per-channel RMS scales
-(§1.6) keyed by Norm path.
+(§1.6) keyed by Norm path; ``unplaced`` maps a MaxPool path to a boolean array (N, C, H', W') of
+windows that hold no position (CNN-F's rule, ``ties="off"``: a window whose feedback was exactly 0
+has both AdaPool gates off, so the next rendering places nothing there); empty for the exact
+engine.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ class State:
     t: Mapping[str, Array]
     q: Array | None = None
     norm_scales: Mapping[str, Array] = field(default_factory=dict)
+    unplaced: Mapping[str, Array] = field(default_factory=dict)
 
     def replace(self, **changes) -> "State":
         """A new state with ``changes``; shapes and dtypes must match the old values."""

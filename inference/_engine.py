@@ -70,7 +70,8 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
     ops = get_backend(x_obs)
     if options.feedback == "softmax" and state.q is None:
         state = State(h=state.h, y=state.y, z=state.z, t=state.t,
-                      q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales)
+                      q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales,
+                      unplaced=state.unplaced)
     engine = _Engine(model, params, x_obs, options, record, ops, keep_renderings=renderings)
     engine.record(0, "init", state)
     # (without recording, no earlier state is kept: its latents would stay alive to the end)
@@ -151,7 +152,7 @@ class _Engine:
         h = T.over_sigma2(state.h, model.sigma2)
         u = T.forward(ops, model.layers, params, h, sweep, "layers.")
         logits = model.head(params, u)
-        state = state.replace(z=sweep.z, t=sweep.t)
+        state = state.replace(z=sweep.z, t=sweep.t, unplaced=sweep.unplaced)
         state = self.state = self.y_step(n, state, logits)
         if self.record_mode == "cycle":
             self.record(n, "cycle", state, force=True)
@@ -196,7 +197,8 @@ class _Engine:
         ops, keep = self.ops, self.options.ties == "keep"
         y = B.y_step(ops, logits, state.y, keep)
         q = ops.xp.exp(ops.log_softmax(logits, -1)) if self.options.feedback == "softmax" else None
-        new = State(h=state.h, y=y, z=state.z, t=state.t, q=q, norm_scales=state.norm_scales)
+        new = State(h=state.h, y=y, z=state.z, t=state.t, q=q, norm_scales=state.norm_scales,
+                    unplaced=state.unplaced)
         self.record(n, "y", new)
         return new
 

@@ -25,6 +25,8 @@ class Sweep:
         self.on_step = on_step
         self.joint_done: set[str] = set()
         self.keep = options.ties == "keep"
+        # ties "off": windows whose feedback g is exactly 0 get no position (State.unplaced)
+        self.unplaced: dict = {}
         # a joint block hands its pool the pooled output directly, unless a step callback may
         # replace the latents after the step or the blend makes the gated map differ from a
         self.pooled: dict = {}
@@ -59,6 +61,7 @@ class Sweep:
             k = self.model.site_layer[pool].kernel_size
             args = (ops, gating, self.gpool[pool], self.z[path], self.t[pool], k, self.keep)
             self.joint_done.add(pool)
+            self._unplace(pool)
             if self.fuse:  # the pool returns P_t(γ(z) ⊙ a); the full gated map is not made
                 self.z[path], self.t[pool], self.pooled[pool] = B.joint_step_pooled(
                     *args, layer.leak, overwrite=owned)
@@ -77,8 +80,15 @@ class Sweep:
         k = layer.kernel_size
         if path not in self.joint_done:
             self.t[path] = B.pool_t_step(self.ops, x, self.gpool[path], self.t[path], k, self.keep)
+            self._unplace(path)
             self._step(path, (path,))
         return self.ops.pool_select(x, self.t[path], k)
+
+    def _unplace(self, pool: str) -> None:
+        """Ties "off" (CNN-F): a window with feedback exactly 0 has both AdaPool gates off —
+        its output is 0 and the next rendering places nothing there."""
+        if not self.keep:
+            self.unplaced[pool] = self.gpool[pool] == 0
 
     def _step(self, name: str, sites: tuple[str, ...]) -> None:
         if self.on_step is not None:
