@@ -51,7 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         _keep_freed_memory()
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    from backends import DGMError
+    try:
+        return int(args.func(args) or 0)
+    except DGMError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:   # training: TrainingInterrupted says where its checkpoint is
+        print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

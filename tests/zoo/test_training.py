@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from backends import ConfigError
 from dgm import DGM
 from dgm import layers as L
 from inference import Options
@@ -203,3 +204,137 @@ def test_train_emits_the_feedback_warning(tmp_path, tiny):
         train(_config(tmp_path, "exact", cycles=1, epochs=0.25))
     lines = [json.loads(s) for s in open(tmp_path / "exact" / "log.jsonl")]
     assert [r["event"] for r in lines][:2] == ["start", "warning"]
+
+
+# -- issue 16: nothing lost, nothing mixed --------------------------------------------------------
+
+def _same_weights(a_out, b_out) -> bool:
+    a, b = _final_weights(a_out), _final_weights(b_out)
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(val_size=0), "--val-size"), (dict(epochs=0), "--epochs"),
+    (dict(limit_train=-1), "--limit-train"), (dict(lr=float("nan")), "--lr"),
+    (dict(lr=float("inf")), "--lr"), (dict(batch_size=0), "--batch-size"),
+    (dict(readout="bogus"), "--readout"), (dict(eps=8.0), "--eps"),
+    (dict(grad_clip=float("nan")), "--grad-clip"), (dict(momentum=1.0), "--momentum"),
+])
+def test_bad_options_are_refused_before_any_work(tmp_path, tiny, change, match):
+    """case 4/5/7: --val-size 0 trained an epoch then died (ZeroDivisionError); --epochs 0 ran a
+    step; --limit-train -1 meant "all but one"; --lr nan trained NaN to exit 0."""
+    with pytest.raises(ConfigError, match=match):
+        train(_config(tmp_path, "bad", **change))
+    assert tiny == [] and not (tmp_path / "bad").exists()
+
+
+def test_existing_out_needs_resume_or_overwrite(tmp_path, tiny):
+    """case 3: a second run into the same --out kept the old run's files (test accuracy, the
+    first command in the exported card)."""
+    first = _config(tmp_path, "run", cycles=0, epochs=0.5, test=True)
+    train(first)
+    second = _config(tmp_path, "run", cycles=0, epochs=0.5, lr=0.05)
+    with pytest.raises(ConfigError, match="already holds a run.*--resume.*--overwrite"):
+        train(second)
+    summary = train(second, overwrite=True)
+    assert "test" not in summary                        # the first run's test result is gone
+    starts = [json.loads(s) for s in open(tmp_path / "run" / "log.jsonl")]
+    assert [r["config"]["lr"] for r in starts if r["event"] == "start"] == [0.05]
+
+
+def test_resume_needs_a_checkpoint_and_the_same_configuration(tmp_path, tiny):
+    """case 6: --resume without a checkpoint started afresh; with another seed/lr/... it
+    continued silently (a new seed re-splits train/val)."""
+    with pytest.raises(ConfigError, match="last.pt does not exist"):
+        train(_config(tmp_path, "r", cycles=0), resume=True)
+    train(_config(tmp_path, "r", cycles=0, epochs=0.5))
+    for change in (dict(seed=1), dict(lr=0.2), dict(batch_size=4), dict(val_size=4)):
+        with pytest.raises(ConfigError, match=f"{next(iter(change))}: .* -> "):
+            train(_config(tmp_path, "r", cycles=0, epochs=0.5, **change), resume=True)
+    done = train(_config(tmp_path, "r", cycles=0, epochs=1.0), resume=True,
+                 allow_changes=("epochs",))
+    assert done["steps"] == 4
+    with pytest.raises(ConfigError, match="unknown options"):
+        train(_config(tmp_path, "r", cycles=0), resume=True, allow_changes=("bogus",))
+
+
+def test_unwritable_out_fails_before_any_work(tmp_path, tiny):
+    """case 4: an unwritable --out failed only after the work."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="--out .*file.* not a writable directory"):
+        train(_config(tmp_path, "file/run"))
+    assert tiny == []
+
+
+def test_nan_loss_stops_after_keeping_the_last_good_state(tmp_path, tiny, monkeypatch):
+    """case 5: a NaN loss trained on to exit 0. Now the run stops before the bad step with the
+    state before it in last.pt, from which a resume reproduces the straight run exactly."""
+    from zoo.training import loop
+    straight = train(_config(tmp_path, "straight", cycles=0))
+    real, calls = loop.clean_loss, []
+
+    def poisoned(passes, y):
+        calls.append(1)
+        loss = real(passes, y)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(loop, "clean_loss", poisoned)
+    cfg = _config(tmp_path, "nan", cycles=0)
+    with pytest.raises(loop.TrainingDiverged, match="step 3.*last good state.*last.pt"):
+        train(cfg)
+    ckpt = load_checkpoint(f"{cfg.out}/last.pt")
+    assert ckpt["progress"]["step"] == 2
+    assert all(bool(v.isfinite().all()) for v in ckpt["model"].values())
+    monkeypatch.setattr(loop, "clean_loss", real)
+    assert train(cfg, resume=True)["steps"] == 6
+    assert _same_weights(straight["config"]["out"], cfg.out)
+
+
+def test_ctrl_c_checkpoints_and_resume_is_bit_identical(tmp_path, tiny, monkeypatch):
+    """case 4: Ctrl-C in training printed a 49-line traceback and saved nothing."""
+    import os
+    import signal
+
+    from zoo.training.loop import TrainingInterrupted
+    straight = train(_config(tmp_path, "straight", cycles=0))
+    write = _jsonl.JsonlLog.write
+
+    def ctrl_c(self, event, **fields):
+        write(self, event, **fields)
+        if event == "step" and fields["step"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_jsonl.JsonlLog, "write", ctrl_c)
+    cfg = _config(tmp_path, "int", cycles=0)
+    with pytest.raises(TrainingInterrupted, match="after step 2 of 6.*--resume"):
+        train(cfg)
+    monkeypatch.setattr(_jsonl.JsonlLog, "write", write)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert load_checkpoint(f"{cfg.out}/last.pt")["progress"]["step"] == 2
+    assert train(cfg, resume=True)["steps"] == 6
+    assert _same_weights(straight["config"]["out"], cfg.out)
+
+
+def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, tiny, monkeypatch, capsys):
+    import os
+    import signal
+
+    from zoo.cli import main
+    write = _jsonl.JsonlLog.write
+
+    def ctrl_c(self, event, **fields):
+        write(self, event, **fields)
+        if event == "step" and fields["step"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_jsonl.JsonlLog, "write", ctrl_c)
+    out = tmp_path / "run"
+    argv = ["train", "tiny", "--out", str(out), "--cycles", "0", "--batch-size", "8",
+            "--no-progress"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "interrupted" in err and str(out / "last.pt") in err
+    monkeypatch.setattr(_jsonl.JsonlLog, "write", write)
+    assert main(argv) == 2                               # the run is there: --resume needed
+    assert "--resume" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0

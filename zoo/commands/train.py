@@ -53,7 +53,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--test", action="store_true",
                    help="when done, report the best checkpoint's test accuracy (never used "
                         "for selection)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (its stored options must match)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its log, checkpoints, summary)")
+    p.add_argument("--allow-change", type=lambda text: tuple(w.strip() for w in text.split(",")
+                                                              if w.strip()),
+                   default=(), metavar="OPTIONS",
+                   help="with --resume: comma-separated options allowed to differ from the "
+                        "stored run's, e.g. epochs,lr")
     p.add_argument("--export", default=None, metavar="PREFIX",
                    help="write PREFIX.safetensors + PREFIX.json from the best checkpoint")
     p.add_argument("--name", default=None, help="registry name written into the card")
@@ -76,6 +84,8 @@ def _command(args: argparse.Namespace) -> str:
         flag = action.option_strings[0]
         if isinstance(value, bool):
             words.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, tuple):
+            words += [flag, ",".join(map(str, value))]
         else:
             words += [flag, str(value)]
     return " ".join(shlex.quote(w) for w in words)
@@ -91,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     values = {k: getattr(args, k) for k in CONFIG_FIELDS if hasattr(args, k)}
     values["command"] = _command(args)
-    summary = train(TrainConfig(**values), resume=args.resume, progress=args.progress)
+    summary = train(TrainConfig(**values), resume=args.resume, overwrite=args.overwrite,
+                    allow_changes=tuple(o.replace("-", "_") for o in args.allow_change),
+                    progress=args.progress)
     if args.export:
         from zoo.training.export import export_run
         sha = export_run(args.out, args.export, name=args.name)

@@ -5,10 +5,11 @@ with resumable checkpoints and a JSONL log; datasets plug in as ``recipes.Recipe
 """
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import adversarial_loss, clean_loss
-from .loop import TrainConfig, evaluate, feedback_warning, total_steps, train
+from .loop import (TrainConfig, TrainingDiverged, TrainingInterrupted, evaluate,
+                   feedback_warning, total_steps, train)
 from .recipes import RECIPES, Recipe, get_recipe, register_recipe
 from .schedule import poly_lr
 
-__all__ = ["RECIPES", "Recipe", "TrainConfig", "adversarial_loss", "clean_loss", "evaluate",
+__all__ = ["RECIPES", "Recipe", "TrainConfig", "TrainingDiverged", "TrainingInterrupted", "adversarial_loss", "clean_loss", "evaluate",
            "feedback_warning", "get_recipe", "load_checkpoint", "poly_lr", "register_recipe",
            "save_checkpoint", "total_steps", "train"]

@@ -9,6 +9,13 @@ function of (seed, epoch), random draws come from checkpointed RNG states), ``be
 best validation accuracy so far; the validation split is held out of the training set, the
 test set is never used for selection) and ``summary.json`` when the run is complete.
 
+Nothing is lost or mixed: a run directory that already holds a run is refused unless ``resume``
+(which compares the stored configuration with this one and refuses differences not listed in
+``allow_changes``; it needs ``last.pt``) or ``overwrite`` (which deletes the old run's files); a
+NaN/inf loss or gradient norm stops the run before the step with ``TrainingDiverged``, after
+writing the last good state to ``last.pt``; SIGINT (Ctrl-C) stops at the end of the current
+step with ``TrainingInterrupted``, after writing ``last.pt`` (a second Ctrl-C aborts at once).
+
 Launched by ``torchrun`` (``WORLD_SIZE`` > 1) the loop is data-parallel
 (``zoo.training.distributed``): every process draws the same global batch and augmentation,
 keeps its 1/W share, and gradients are averaged before clipping and the step; rank 0 logs,
@@ -19,7 +26,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -29,6 +38,7 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
+from backends import ConfigError
 from zoo.attacks import ce_loss, pgd
 from zoo.data import iterate_batches, num_batches, train_val_split
 from zoo.models.cnnf import CNNF
@@ -77,6 +87,27 @@ class TrainConfig:
     test: bool = False
     command: str = ""
 
+    def validate(self) -> "TrainConfig":
+        """``self`` if every option is in range (finite where a number), else ``ConfigError``
+        naming the option (as its ``--flag``)."""
+        choices = {"norm": ("none", "frozen", "original"), "mode": ("exact", "original"),
+                   "readout": ("last", "avg")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                _bad(name, f"must be one of {allowed}", getattr(self, name))
+        for name, low, strict in _RANGES:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not math.isfinite(value) or value < low or (strict and value == low):
+                _bad(name, f"must be a finite number {'>' if strict else '>='} {low:g}", value)
+        if not 0 <= self.momentum < 1:
+            _bad("momentum", "must be in [0, 1)", self.momentum)
+        if self.eps is not None and self.eps > 2:
+            _bad("eps", "must be <= 2 (input units: [-1, 1] spans 2)", self.eps)
+        return self
+
     def resolved(self, recipe: Recipe) -> "TrainConfig":
         """A copy with unset options filled from ``recipe.defaults`` (then generic defaults)."""
         generic = {"val_size": 5000, "eps": 0.0, "pgd_step_size": 0.0, "clean_weight": 1.0}
@@ -85,6 +116,95 @@ class TrainConfig:
             if values[name] is None:
                 values[name] = recipe.defaults.get(name, generic[name])
         return TrainConfig(**values)
+
+
+# (option, lower bound, bound excluded): integers and floats that must be finite and in range
+_RANGES = (("cycles", 0, False), ("ind", 0, False), ("epochs", 0, True), ("batch_size", 1, False),
+           ("lr", 0, False), ("momentum", 0, False), ("weight_decay", 0, False),
+           ("grad_clip", 0, True), ("poly_power", 0, False), ("seed", 0, False),
+           ("val_size", 1, False), ("val_limit", 1, False), ("limit_train", 1, False),
+           ("eps", 0, False), ("pgd_steps", 1, False), ("pgd_step_size", 0, False),
+           ("clean_weight", 0, False), ("mse_weight", 0, False), ("eval_every", 0, False),
+           ("eval_batch_size", 1, False), ("checkpoint_minutes", 0, False))
+# options that may differ on --resume without being listed: they do not change the trajectory
+RESUME_FREE = ("command", "out", "test", "checkpoint_minutes", "eval_batch_size")
+RUN_FILES = ("log.jsonl", "last.pt", "best.pt", "summary.json")
+
+
+def _bad(name: str, what: str, value: Any) -> None:
+    raise ConfigError(f"--{name.replace('_', '-')} {what}, got {value!r}")
+
+
+class TrainingDiverged(ConfigError):
+    """The loss or the gradient norm became NaN/inf (the last good state is in ``last.pt``)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT stopped the run at a step boundary; ``str()`` says where the checkpoint is."""
+
+
+def resume_differences(stored: dict[str, Any], config: "TrainConfig",
+                       allow_changes: tuple[str, ...] = ()) -> list[str]:
+    """``"name: stored -> new"`` for every option that differs from the run's stored
+    configuration, except ``RESUME_FREE`` and ``allow_changes``."""
+    new = asdict(config)
+    return [f"{k}: {stored.get(k)!r} -> {new[k]!r}" for k in new
+            if k not in RESUME_FREE and k not in allow_changes and stored.get(k) != new[k]]
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: ``out`` holding a run needs ``resume`` or ``overwrite`` (which
+    deletes the run's files, nothing else); ``resume`` needs ``out/last.pt``. The directory
+    must be writable (checked by creating it and a probe file) before any work."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    existing = [f for f in RUN_FILES if (out / f).exists()]
+    if resume and not (out / "last.pt").is_file():
+        raise ConfigError(f"--resume: {out / 'last.pt'} does not exist (nothing to resume; "
+                          f"drop --resume to start the run)")
+    if existing and not resume and not overwrite:
+        raise ConfigError(f"--out {out} already holds a run ({', '.join(existing)}); pass "
+                          f"--resume to continue it or --overwrite to replace it")
+    if overwrite:
+        for f in existing:
+            (out / f).unlink()
+    check_writable(out, "--out")
+
+
+def check_writable(directory: Path, option: str) -> None:
+    """Create ``directory`` and write/delete a probe file in it; ``ConfigError`` naming
+    ``option`` when that fails (read-only, a file in the way, no permission)."""
+    probe = directory / ".dgm-write-probe"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"{option} {directory} is not a writable directory "
+                          f"({err.strerror or err})") from None
+
+
+class _StopOnSigint:
+    """While active, the first SIGINT only sets ``requested`` (the loop stops at the end of the
+    step); a second one raises ``KeyboardInterrupt`` at once. Inactive off the main thread."""
+
+    def __init__(self):
+        self.requested, self._previous = False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def total_steps(config: TrainConfig, n_train: int) -> int:
@@ -152,15 +272,35 @@ def _step_loss(model: CNNF, config: TrainConfig, xb, yb, generator) -> tuple[tor
                             clean_weight=config.clean_weight, mse_weight=config.mse_weight)
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool] = None
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          allow_changes: tuple[str, ...] = (), progress: Optional[bool] = None
           ) -> dict[str, Any]:
     """Run (or resume) training as ``config`` says; returns the run summary (also written to
     ``<out>/summary.json``): steps, wall time, best validation accuracy and step, and the test
-    accuracy of the best checkpoint when ``config.test``."""
+    accuracy of the best checkpoint when ``config.test``.
+
+    ``resume``: continue ``<out>/last.pt`` (options other than ``RESUME_FREE`` must equal the
+    stored ones unless named in ``allow_changes``); ``overwrite``: replace the run in ``out``.
+    Raises ``ConfigError`` (bad options, a run in the way, a resume with another configuration),
+    ``TrainingDiverged`` (NaN/inf loss) or ``TrainingInterrupted`` (Ctrl-C), see the module
+    docstring."""
     recipe = get_recipe(config.dataset)
-    config = config.resolved(recipe)
+    config = config.validate().resolved(recipe).validate()
     out = Path(config.out)
     ddp = init_from_env()
+    if ddp.is_main:
+        prepare_run_dir(out, resume, overwrite)
+    unknown = [o for o in allow_changes if o not in CONFIG_FIELDS]
+    if unknown:
+        raise ConfigError(f"--allow-change: unknown options {unknown}; known: "
+                          f"{', '.join(CONFIG_FIELDS)}")
+    if resume:
+        stored = load_checkpoint(out / "last.pt").get("config", {})
+        changed = resume_differences(stored, config, allow_changes)
+        if changed:
+            raise ConfigError(f"--resume with another configuration ({'; '.join(changed)}); "
+                              f"pass the run's options, or list the changes to accept with "
+                              f"--allow-change {','.join(c.split(':')[0] for c in changed)}")
     device = ddp.device()
     log = JsonlLog(out / "log.jsonl") if ddp.is_main else NullLog()
     torch.manual_seed(config.seed)
@@ -183,14 +323,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool]
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     progress_state = {"step": 0, "wall_s": 0.0, "best_val": -1.0, "best_step": -1}
-    if resume and (out / "last.pt").is_file():
+    if resume:
         ckpt = load_checkpoint(out / "last.pt")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"], generator)
         progress_state.update(ckpt["progress"])
     ddp.broadcast_parameters(model)
-    if not resume or not (out / "last.pt").is_file():
+    if not resume:
         log.write("start", config=asdict(config), n_train=len(y_train), n_val=len(y_val),
                   total_steps=total, world_size=ddp.world)
         warning = feedback_warning(config)
@@ -198,10 +338,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool]
             warnings.warn(warning, RuntimeWarning, stacklevel=2)
             log.write("warning", message=warning)
 
-    def checkpoint() -> None:
+    def checkpoint(rng: Optional[dict] = None) -> None:
         save_checkpoint(out / "last.pt", {"model": model.state_dict(),
                                           "optimizer": optimizer.state_dict(),
-                                          "rng": rng_state(generator),
+                                          "rng": rng or rng_state(generator),
                                           "progress": dict(progress_state),
                                           "config": asdict(config)})
 
@@ -219,44 +359,64 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Optional[bool]
         not sys.stderr.isatty() if progress is None else not progress),
         desc=f"train {config.dataset}", unit="step")
     started, last_ckpt = time.monotonic() - progress_state["wall_s"], time.monotonic()
-    while step < total:
-        epoch, start_batch = divmod(step, per_epoch)
-        batches = iterate_batches(x_train, y_train, config.batch_size, shuffle=True,
-                                  seed=config.seed, epoch=epoch, start_batch=start_batch,
-                                  drop_last=True)
-        for xb, yb in batches:
-            if step >= total:
-                break
-            if recipe.augment is not None:
-                xb = recipe.augment(xb, generator)
-            xb, yb = (t.to(device) for t in ddp.shard(xb, yb))
-            lr = poly_lr(config.lr, step, total, config.poly_power)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            t0 = time.monotonic()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss, parts = _step_loss(model, config, xb, yb, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            ddp.average_gradients(model.parameters())
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            progress_state.update(step=step, wall_s=time.monotonic() - started)
-            log.write("step", step=step, epoch=epoch, lr=lr, loss=ddp.mean(float(loss.detach())),
-                      grad_norm=float(grad_norm), seconds=time.monotonic() - t0, **parts)
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            end_of_epoch = step % per_epoch == 0 or step == total
-            if ddp.is_main and (end_of_epoch or (config.eval_every and
-                                                 step % config.eval_every == 0)):
-                validate()
-            if end_of_epoch:
-                log.write("epoch", epoch=epoch, step=step, wall_s=progress_state["wall_s"])
-            if ddp.is_main and (end_of_epoch or time.monotonic() - last_ckpt >=
-                                60 * config.checkpoint_minutes):
-                checkpoint()
-                last_ckpt = time.monotonic()
+    with _StopOnSigint() as sigint:
+        while step < total:
+            epoch, start_batch = divmod(step, per_epoch)
+            batches = iterate_batches(x_train, y_train, config.batch_size, shuffle=True,
+                                      seed=config.seed, epoch=epoch, start_batch=start_batch,
+                                      drop_last=True)
+            for xb, yb in batches:
+                if step >= total:
+                    break
+                rng_before = rng_state(generator)
+                if recipe.augment is not None:
+                    xb = recipe.augment(xb, generator)
+                xb, yb = (t.to(device) for t in ddp.shard(xb, yb))
+                lr = poly_lr(config.lr, step, total, config.poly_power)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                t0 = time.monotonic()
+                with torch.autocast(device.type, dtype=torch.bfloat16,
+                                    enabled=device.type == "cuda"):
+                    loss, parts = _step_loss(model, config, xb, yb, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                ddp.average_gradients(model.parameters())
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                mean_loss = ddp.mean(float(loss.detach()))
+                if not (math.isfinite(mean_loss) and math.isfinite(float(grad_norm))):
+                    if ddp.is_main:       # the model is still the one before this step
+                        checkpoint(rng_before)
+                    bar.close()
+                    shutdown(ddp)
+                    raise TrainingDiverged(
+                        f"training diverged at step {step + 1}: loss {mean_loss}, gradient "
+                        f"norm {float(grad_norm)} (lr {lr:g}); the last good state (step "
+                        f"{step}) is in {out / 'last.pt'}; lower --lr or --grad-clip")
+                optimizer.step()
+                step += 1
+                progress_state.update(step=step, wall_s=time.monotonic() - started)
+                log.write("step", step=step, epoch=epoch, lr=lr, loss=mean_loss,
+                          grad_norm=float(grad_norm), seconds=time.monotonic() - t0, **parts)
+                bar.update(1)
+                bar.set_postfix(loss=f"{mean_loss:.3f}")
+                end_of_epoch = step % per_epoch == 0 or step == total
+                if ddp.is_main and (end_of_epoch or (config.eval_every and
+                                                     step % config.eval_every == 0)):
+                    validate()
+                if end_of_epoch:
+                    log.write("epoch", epoch=epoch, step=step, wall_s=progress_state["wall_s"])
+                stop = ddp.mean(float(sigint.requested)) > 0    # every rank stops together
+                if ddp.is_main and (end_of_epoch or stop or time.monotonic() -
+                                    last_ckpt >= 60 * config.checkpoint_minutes):
+                    checkpoint()
+                    last_ckpt = time.monotonic()
+                if stop:
+                    bar.close()
+                    shutdown(ddp)
+                    raise TrainingInterrupted(
+                        f"interrupted after step {step} of {total}; checkpoint written to "
+                        f"{out / 'last.pt'}; continue with --resume")
     bar.close()
     if not ddp.is_main:
         shutdown(ddp)
