@@ -100,7 +100,7 @@ def test_a_cnn_gets_one_gradient_attack_for_every_target():
         torch.testing.assert_close(other, inputs[0])
 
 
-def run_tiny(tmp_path=None, seed=0, **overrides):
+def run_tiny(tmp_path=None, seed=0, resume=False, **overrides):
     models = {"CNN": tiny(0, seed=1), "CNN-F": tiny(2, "original", seed=2)}
     x, y = data(10)
     cfg = EvalConfig(**{**dict(eps=(0.0, 0.1, 0.3), steps=2, batch_size=5, seed=seed,
@@ -113,7 +113,7 @@ def run_tiny(tmp_path=None, seed=0, **overrides):
                         repeat_n=3, repeat_steps=2)
     return models, x, y, run_evaluation(models, x, y, cfg, tmp_path, check=check,
                                         header={"dataset": "tiny"}, strip_n=3,
-                                        progress=False, log=lambda s: None)
+                                        progress=False, log=lambda s: None, resume=resume)
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +253,55 @@ def test_cascade_must_follow_the_first_attack():
         EvalConfig(attacks=("first", "e2e"), cascade=("first",))
     with pytest.raises(ValueError, match="cascade"):
         EvalConfig(attacks=("first", "e2e"), cascade=("bpda",))
+
+
+# -- issue 16: nothing lost --------------------------------------------------------------------
+
+def test_each_cell_is_on_disk_when_finished_and_resume_skips_them(tmp_path, monkeypatch):
+    """case 4: an evaluation wrote nothing until all of it was done (Ctrl-C after 4 cells left
+    an empty folder). Interrupt after 4 computed cells: they are in cells.jsonl; --resume
+    computes only the rest and reports exactly what an uninterrupted run reports."""
+    import zoo.evaluation.runner as runner
+    from backends import ConfigError
+    straight = tmp_path / "straight"
+    run_tiny(straight, eps=(0.0, 0.1), readouts=("last",), cascade=("e2e-sum",))
+    real, scored = runner.score, []
+
+    def counting(*args):
+        scored.append(1)
+        if len(scored) == 9:           # 2 batches per cell: the 5th computed cell's first batch
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(runner, "score", counting)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(out, eps=(0.0, 0.1), readouts=("last",), cascade=("e2e-sum",))
+    lines = (out / "cells.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["kind"] == "run" and len(lines) == 1 + 4
+    with pytest.raises(ConfigError, match="--resume.*--overwrite"):
+        run_tiny(out, eps=(0.0, 0.1), readouts=("last",), cascade=("e2e-sum",))
+    with pytest.raises(ConfigError, match="another evaluation.*config"):
+        run_tiny(out, eps=(0.0, 0.2), readouts=("last",), cascade=("e2e-sum",), resume=True)
+    scored.clear()
+    monkeypatch.setattr(runner, "score", lambda *a: scored.append(1) or real(*a))
+    run_tiny(out, eps=(0.0, 0.1), readouts=("last",), cascade=("e2e-sum",), resume=True)
+    total = sum(1 for ln in (straight / "cells.jsonl").read_text().splitlines()[1:])
+    assert len(scored) == 2 * (total - 4)
+    strip = lambda recs: [{k: v for k, v in d.items() if k != "seconds"} for d in recs  # noqa
+                          if d["kind"] not in ("config", "check")]
+    read = lambda p: [json.loads(s) for s in (p / "results.jsonl").read_text().splitlines()]  # noqa
+    assert strip(read(out)) == strip(read(straight))
+
+
+def test_unwritable_out_and_bad_strip_n_fail_before_any_work(tmp_path, monkeypatch):
+    """case 4: an unwritable --out failed after all the work; --strip-n 0 crashed at the end."""
+    import zoo.evaluation.runner as runner
+    from backends import ConfigError
+    monkeypatch.setattr(runner, "score", lambda *a: pytest.fail("work was done"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="not a writable directory"):
+        run_tiny(tmp_path / "file" / "out")
+    with pytest.raises(ConfigError, match="--strip-n"):
+        run_evaluation({"CNN": tiny(0)}, *data(4), EvalConfig(eps=(0.0,)), tmp_path / "o",
+                       strip_n=0, progress=False, log=lambda s: None)

@@ -1,5 +1,6 @@
 """One evaluation end to end: attack cells, gradient-masking checks, repair strips, and the
-outputs in a directory (``results.jsonl``, ``table.md``, PNG figures)."""
+outputs in a directory (``cells.jsonl`` as the cells finish, then ``results.jsonl``,
+``table.md``, PNG figures)."""
 from __future__ import annotations
 
 import platform
@@ -12,10 +13,13 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
+from backends import ConfigError
+from zoo._outdir import check_writable
 from zoo.models.cnnf import CNNF
 
 from . import figures
 from .masking import CheckConfig, run_checks
+from .cells import CellLog, run_identity
 from .repair import repair
 from .report import markdown, records, write_jsonl
 from .runner import EvalConfig, Evaluation, evaluate
@@ -33,8 +37,9 @@ def run_evaluation(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Eva
                    out: str | Path, *, check: CheckConfig | None = CheckConfig(),
                    header: Mapping | None = None, strip_n: int = 6,
                    progress: bool | None = None,
-                   log: Callable[[str], None] = print) -> tuple[Evaluation, list[dict]]:
-    """Evaluate, check and write everything into ``out`` (created).
+                   log: Callable[[str], None] = print, resume: bool = False,
+                   overwrite: bool = False) -> tuple[Evaluation, list[dict]]:
+    """Evaluate, check and write everything into ``out`` (created; checked writable first).
 
     Args:
         models: name -> model (a CNN has ``cycles = 0``); names label the table rows.
@@ -42,14 +47,22 @@ def run_evaluation(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Eva
         config: attacks, ε list, PGD settings.
         check: sizes of the gradient-masking checks (None skips them).
         header: extra fields recorded in the config record (dataset, subset indices, ...).
-        strip_n: images in the repair strips.
+        strip_n: images in the repair strips (>= 1).
+        resume: reuse the cells of ``out/cells.jsonl`` (same evaluation, else ``ConfigError``);
+        overwrite: replace an evaluation already in ``out`` (without either, that is an error).
     Returns:
         ``(evaluation, records)``; writes results.jsonl, table.md and PNG figures.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if strip_n < 1:
+        raise ConfigError(f"--strip-n must be >= 1, got {strip_n}")
+    out = check_writable(out, "--out")
+    cells = CellLog(out, run_identity(models, x, y, config, strip_n), resume=resume,
+                    overwrite=overwrite)
+    if cells.done:
+        log(f"resuming: {len(cells.done)} finished cells read from {cells.path}")
     start = time.perf_counter()
-    ev = evaluate(models, x, y, config, keep=strip_n, progress=progress, log=log)
+    ev = evaluate(models, x, y, config, keep=strip_n, progress=progress, log=log,
+                  done=cells.done, on_cell=cells.append)
     checks = {} if check is None else run_checks(models, x, y, ev, check, log=log)
     cycles = {m: net.cycles for m, net in models.items()}
     e_max = max(config.eps)

@@ -173,12 +173,16 @@ def _cost(net: CNNF, attack: str, eps: float, config: EvalConfig) -> float:
 
 def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfig, *,
              keep: int = 8, progress: bool | None = None,
-             log: Callable[[str], None] = print) -> Evaluation:
+             log: Callable[[str], None] = print,
+             done: Mapping[tuple, Cell] | None = None,
+             on_cell: Callable[[tuple, Cell], None] | None = None) -> Evaluation:
     """Evaluate ``models`` on ``(x (N, C, H, W), y (N,))`` under ``config``.
 
     Cells are computed for each (model, readout) row: "clean" at ε = 0, then every attack at
     every ε > 0 (for a CNN the gradient targets coincide and are computed once). ``progress``:
-    tqdm bar with ETA (None: only on a terminal). Returns the ``Evaluation``.
+    tqdm bar with ETA (None: only on a terminal). ``done``: cells already computed (a resumed
+    run; taken as they are); ``on_cell(key, cell)``: called as each cell is computed (not for
+    ``done`` or shared cells), e.g. to append it to disk. Returns the ``Evaluation``.
     """
     if config.transfer_from is not None and config.transfer_from not in models:
         raise ValueError(f"transfer_from={config.transfer_from!r} is not among the models "
@@ -205,6 +209,8 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
             net, start = models[m], time.perf_counter()
             bar.set_description(f"{m}/{r} {a} eps={e:g}")
             shared = _shared_cell(out, models, m, r, a, e, source)
+            if shared is None and done and (m, r, a, e) in done:
+                shared = done[(m, r, a, e)]
             if shared is not None:
                 out.cells[(m, r, a, e)] = shared
                 bar.update(_cost(net, a, e, config) * len(batches))
@@ -237,6 +243,8 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
             if earlier:
                 _inherit_broken(cell, earlier)
             out.cells[(m, r, a, e)] = cell
+            if on_cell is not None:
+                on_cell((m, r, a, e), cell)
             ran = f", on {int(alive.sum())} survivors" if earlier else ""
             log(f"{m:>10} {r:>4} {a:>8} eps={e:<5g} acc={cell.correct.float().mean():.3f} "
                 f"({cell.seconds:.0f}s{ran})")

@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from backends import ConfigError
+from zoo._outdir import check_writable
 from zoo.attacks import ce_loss, pgd
 from zoo.data import iterate_batches, num_batches, train_val_split
 from zoo.models.cnnf import CNNF
@@ -169,19 +170,6 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         for f in existing:
             (out / f).unlink()
     check_writable(out, "--out")
-
-
-def check_writable(directory: Path, option: str) -> None:
-    """Create ``directory`` and write/delete a probe file in it; ``ConfigError`` naming
-    ``option`` when that fails (read-only, a file in the way, no permission)."""
-    probe = directory / ".dgm-write-probe"
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"{option} {directory} is not a writable directory "
-                          f"({err.strerror or err})") from None
 
 
 class _StopOnSigint:
