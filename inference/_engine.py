@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from backends import DGMError, get_backend
 from dgm import DGM, State
 from dgm._hooks import FixedLatents
+from dgm._validate import check_latent
 from dgm import _traverse as T
 
 from . import _blocks as B
@@ -27,7 +28,7 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
                     until_fixed_point: bool = False, options: Options | None = None,
                     record: str = "cycle", observed: str = "input",
                     initial_state: State | None = None, renderings: bool = True,
-                    converged: bool = True) -> Result:
+                    converged: bool = True, observed_y: Any = None) -> Result:
     """Run the alternating-MAP engine on a batch.
 
     Args:
@@ -42,6 +43,10 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
             which saves one level-0 map per cycle when only the logits are wanted).
         converged: test the last cycle for a fixed point (False: ``Result.converged`` is
             None, unless ``until_fixed_point`` needs the test anyway).
+        observed_y: the class is observed, int (N,): y = observed_y from the start and the
+            y-step keeps it (the other steps are unchanged, so J still never decreases). The
+            E-step of supervised learning and the per-class runs of the generative
+            classifier; hard feedback only ("onehot" or "logits").
     Returns:
         ``Result`` with the final state, the logits of every pass, states and trajectory.
     Example:
@@ -68,11 +73,19 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
         state = initial_state
         logits = model.logits(params, state)
     ops = get_backend(x_obs)
+    if observed_y is not None:
+        if options.feedback == "softmax":
+            raise DGMError("observed_y needs hard feedback (Options.feedback 'onehot' or "
+                           "'logits'); the soft class variant infers q")
+        check_latent("observed_y", observed_y, (state.batch_size,), "integer",
+                     model.check_params(params)[1], model.classes)
+        state = state.replace(y=observed_y)
     if options.feedback == "softmax" and state.q is None:
         state = State(h=state.h, y=state.y, z=state.z, t=state.t,
                       q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales,
                       unplaced=state.unplaced)
-    engine = _Engine(model, params, x_obs, options, record, ops, keep_renderings=renderings)
+    engine = _Engine(model, params, x_obs, options, record, ops, keep_renderings=renderings,
+                     observed_y=observed_y is not None)
     engine.record(0, "init", state)
     # (without recording, no earlier state is kept: its latents would stay alive to the end)
     all_logits, states, rendered = [logits], ([state] if record != "none" else []), []
@@ -106,8 +119,9 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
 
 class _Engine:
     def __init__(self, model: DGM, params, x_obs, options: Options, record: str, ops,
-                 keep_renderings: bool = True):
+                 keep_renderings: bool = True, observed_y: bool = False):
         self.model, self.params, self.x_obs, self.options = model, params, x_obs, options
+        self.observed_y = observed_y
         self.record_mode, self.ops = record, ops
         self.trajectory = Trajectory()
         t2, s2 = model.tau2, model.sigma2
@@ -195,7 +209,7 @@ class _Engine:
     def y_step(self, n: int, state: State, logits) -> State:
         """S_y (§3.3): hard arg-max (keep-current ties) or q = softmax(s) for soft feedback."""
         ops, keep = self.ops, self.options.ties == "keep"
-        y = B.y_step(ops, logits, state.y, keep)
+        y = state.y if self.observed_y else B.y_step(ops, logits, state.y, keep)
         q = ops.xp.exp(ops.log_softmax(logits, -1)) if self.options.feedback == "softmax" else None
         new = State(h=state.h, y=y, z=state.z, t=state.t, q=q, norm_scales=state.norm_scales,
                     unplaced=state.unplaced)

@@ -24,6 +24,7 @@ import torch
 
 from backends import DGMError, WeightsError
 from zoo.models.fashion import fashion_cnnf as _fashion_cnnf
+from zoo.models.fashion import fashion_pixel_cnnf as _fashion_pixel_cnnf
 from zoo.weights import load_weights, read_card, resolve_weights, weights_path
 
 _MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
@@ -117,6 +118,13 @@ def fashion_cnn(**kwargs: Any) -> torch.nn.Module:
 def fashion_cnnf(**kwargs: Any) -> torch.nn.Module:
     """The Fashion-MNIST CNN-F with 5 feedback cycles (ind 2, frozen norm by default)."""
     return _fashion_cnnf(**{"cycles": 5, **kwargs})
+
+
+@register_model
+def fashion_dgm(**kwargs: Any) -> torch.nn.Module:
+    """The pixel-level Fashion-MNIST DGM (``zoo.models.fashion.fashion_pixel_dgm``), fitted by
+    the hybrid objective (CE + λ·generative); its renderings g_0 are images."""
+    return _fashion_pixel_cnnf(**kwargs)
 
 
 import zoo.models.wrn  # noqa: E402,F401  (registers the CIFAR-10 WRN models, zoo.models.wrn)

@@ -12,6 +12,7 @@ import json
 import shlex
 
 from zoo.training import RECIPES, TrainConfig
+from zoo.training.objectives import OBJECTIVES, UNLABELLED
 
 _DEFAULTS = TrainConfig()
 _PARSER: list[argparse.ArgumentParser] = []   # the subparser, to spell out a run's command
@@ -43,6 +44,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--pgd-step-size", type=float, default=None)
     p.add_argument("--clean-weight", type=float, default=None, help="λ_c")
     p.add_argument("--mse-weight", type=float, default=_DEFAULTS.mse_weight, help="λ_r")
+    p.add_argument("--objective", choices=OBJECTIVES[:3], default=_DEFAULTS.objective,
+                   help="ce: cross-entropy at every pass; generative: hard EM on "
+                        "-log p_B(x,h,y,z,t)/D; hybrid: ce + --gen-weight * generative")
+    p.add_argument("--gen-weight", type=float, default=_DEFAULTS.gen_weight,
+                   help="lambda, the generative term's weight")
+    p.add_argument("--estep-cycles", type=int, default=_DEFAULTS.estep_cycles,
+                   help="engine cycles of the generative term's E-step")
+    p.add_argument("--unlabelled", choices=UNLABELLED, default=_DEFAULTS.unlabelled,
+                   help="class of unlabelled images: map (the engine's) or lse (marginalised)")
+    p.add_argument("--labels-per-class", type=int, default=None, metavar="N",
+                   help="semi-supervised: keep N labels per class, the rest unlabelled")
+    p.add_argument("--learn-sigma2", action="store_true",
+                   help="sigma^2 follows its closed-form ML estimate (generative term)")
+    p.add_argument("--sigma2", type=float, default=_DEFAULTS.sigma2,
+                   help="initial sigma^2 (fashion-mnist-pixel)")
+    p.add_argument("--tau2", type=float, default=_DEFAULTS.tau2,
+                   help="observation noise tau^2, inf = none (fashion-mnist-pixel)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=_DEFAULTS.optimizer)
     p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                    help="also validate every STEPS steps (always at each epoch end)")
     p.add_argument("--checkpoint-minutes", type=float, default=_DEFAULTS.checkpoint_minutes)

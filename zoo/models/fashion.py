@@ -53,3 +53,23 @@ def fashion_cnnf(cycles: int = 5, ind: int = 2, norm: str = "frozen", mode: str 
     options = Options() if mode == "exact" else Options.original()
     return CNNF(fashion_dgm(ind, norm, tau2=tau2), cycles=cycles, options=options,
                 readout=readout, seed=seed)
+
+
+def fashion_pixel_dgm(sigma2: float = 1.0, tau2: float = math.inf) -> DGM:
+    """A small pixel-level Fashion-MNIST DGM (feedback to the pixels, ind = 0, no norm):
+    conv 3×3 1→16, switch, 2×2 max-pool, conv 3×3 16→32, switch, 2×2 max-pool, dense
+    1568→128, switch, head 128→10 (206,922 weights): its renderings g_0 are images."""
+    layers = [L.Conv2d(1, 16, 3, padding=1), L.Switch(16), L.MaxPool(2),
+              L.Conv2d(16, 32, 3, padding=1), L.Switch(32), L.MaxPool(2),
+              L.Flatten(), L.Dense(1568, 128), L.Switch(128)]
+    return DGM(layers, classes=10, sigma2=sigma2, tau2=tau2, input_shape=(1, 28, 28))
+
+
+def fashion_pixel_cnnf(cycles: int = 0, mode: str = "exact", readout: str = "last",
+                       sigma2: float = 1.0, tau2: float = math.inf, seed: int = 0) -> CNNF:
+    """``fashion_pixel_dgm`` with its inference engine (``cycles=0``: the plain CNN readout)."""
+    if mode not in ("exact", "original"):
+        raise ValueError(f"mode must be 'exact' or 'original', got {mode!r}")
+    options = Options() if mode == "exact" else Options.original()
+    return CNNF(fashion_pixel_dgm(sigma2, tau2), cycles=cycles, options=options,
+                readout=readout, seed=seed)

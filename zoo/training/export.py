@@ -21,7 +21,6 @@ from .checkpoint import load_checkpoint
 from .loop import TrainConfig
 from .recipes import get_recipe
 
-ARCH_FIELDS = ("cycles", "ind", "norm", "mode", "readout")
 THREAT_MODEL = ("Trained on clean images only (no adversarial training); any robustness is "
                 "measured by `dgm eval` under L-inf attacks with eps in [0,1] pixel units "
                 "(input units are twice that). Clean accuracy is not a robustness claim.")
@@ -51,15 +50,15 @@ def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[s
     config = summary["config"]
     card: dict[str, Any] = {
         "name": name,
-        "arch": {k: config[k] for k in ARCH_FIELDS},
+        "arch": {k: summary.get(k, config[k]) if k == "sigma2" else config[k]
+                 for k in get_recipe(config["dataset"]).arch_fields},
         "dataset": config["dataset"],
         "input_range": [-1.0, 1.0],
         "input_scaling": "x = pixel / 255 * 2 - 1",
         "training": {
             "command": _first_command(run_dir),
             "finished_with": config["command"],
-            "recipe": "adversarial (PGD-7 first pass)" if config["adversarial"] else
-                      "clean (cross-entropy at every pass, averaged)",
+            "recipe": _recipe_text(config),
             "seed": config["seed"], "epochs": config["epochs"],
             "batch_size": config["batch_size"], "lr": config["lr"],
             "schedule": f"poly, power {config['poly_power']}, per batch",
@@ -81,6 +80,20 @@ def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[s
         card["training"]["warm_start"] = warm
         card["training"]["total_wall_s"] = round(summary["wall_s"] + warm.get("total_wall_s", 0), 1)
     return card
+
+
+def _recipe_text(config: dict[str, Any]) -> str:
+    """The objective in words (``zoo.training.objectives``)."""
+    if config["adversarial"]:
+        return "adversarial (PGD-7 first pass)"
+    objective = config.get("objective", "ce")
+    if objective == "ce":
+        return "clean (cross-entropy at every pass, averaged)"
+    gen = (f"-log p_B(x, h, y, z, t)/D (hard EM, E-step {config['estep_cycles']} cycle(s), "
+           f"y = label; unlabelled: {config['unlabelled']})")
+    if objective == "generative":
+        return f"generative: {config['gen_weight']} * {gen}"
+    return f"hybrid: CE at every pass + {config['gen_weight']} * {gen}"
 
 
 def _warm_start(checkpoint: str) -> dict[str, Any]:
@@ -109,4 +122,6 @@ def export_run(run_dir: str | os.PathLike, prefix: str | os.PathLike,
     config = TrainConfig(**_run_summary(run_dir)["config"])
     model = get_recipe(config.dataset).build(config)
     model.load_state_dict(best["model"])
+    if "sigma2" in best:
+        model.dgm.sigma2 = best["sigma2"]
     return save_weights(model, Path(f"{prefix}.safetensors"), card)

@@ -1,4 +1,7 @@
-"""The training loop of ``dgm train``: clean or adversarial CNN-F training with SGD + poly LR.
+"""The training loop of ``dgm train``: a DGM / CNN-F fitted by a pluggable objective
+(``zoo.training.objectives``: CE at every pass, generative hard EM, hybrid, semi-supervised,
+adversarial) with SGD (or Adam) + poly LR. ``train`` = resolve (``_resolve``) → loop
+(``_loop``, one ``_step`` per batch) → finish (``_finish``).
 
 One optimiser step per batch (original-cnnf.md §C.2): SGD with momentum and weight decay
 (once per tensor: weights are tied functionally, so every parameter appears once), the poly
@@ -35,19 +38,19 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from backends import ConfigError
 from zoo._outdir import check_writable
-from zoo.attacks import ce_loss, pgd
 from zoo.data import iterate_batches, num_batches, train_val_split
 from zoo.models.cnnf import CNNF
 
 from ._jsonl import JsonlLog
 from .checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import NullLog, init_from_env, shutdown
-from .losses import adversarial_loss, clean_loss
+from .objectives import OBJECTIVES, UNLABELLED, Batch, Objective, make_objective
 from .recipes import Recipe, get_recipe
 from .schedule import poly_lr
 
@@ -80,6 +83,15 @@ class TrainConfig:
     pgd_step_size: Optional[float] = None
     clean_weight: Optional[float] = None
     mse_weight: float = 0.1
+    objective: str = "ce"
+    gen_weight: float = 1.0
+    estep_cycles: int = 1
+    unlabelled: str = "map"
+    learn_sigma2: bool = False
+    labels_per_class: Optional[int] = None
+    optimizer: str = "sgd"
+    sigma2: float = 1.0
+    tau2: float = math.inf
     eval_every: int = 0
     eval_batch_size: int = 200
     checkpoint_minutes: float = 10.0
@@ -92,7 +104,8 @@ class TrainConfig:
         """``self`` if every option is in range (finite where a number), else ``ConfigError``
         naming the option (as its ``--flag``)."""
         choices = {"norm": ("none", "frozen", "original"), "mode": ("exact", "original"),
-                   "readout": ("last", "avg")}
+                   "readout": ("last", "avg"), "objective": OBJECTIVES[:3],
+                   "unlabelled": UNLABELLED, "optimizer": ("sgd", "adam")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 _bad(name, f"must be one of {allowed}", getattr(self, name))
@@ -105,6 +118,10 @@ class TrainConfig:
                 _bad(name, f"must be a finite number {'>' if strict else '>='} {low:g}", value)
         if not 0 <= self.momentum < 1:
             _bad("momentum", "must be in [0, 1)", self.momentum)
+        if not self.tau2 > 0:
+            _bad("tau2", "must be > 0 (inf: no observation term)", self.tau2)
+        if self.adversarial and self.objective != "ce":
+            _bad("objective", "must be ce with --adversarial (its own objective)", self.objective)
         if self.eps is not None and self.eps > 2:
             _bad("eps", "must be <= 2 (input units: [-1, 1] spans 2)", self.eps)
         return self
@@ -126,7 +143,9 @@ _RANGES = (("cycles", 0, False), ("ind", 0, False), ("epochs", 0, True), ("batch
            ("val_size", 1, False), ("val_limit", 1, False), ("limit_train", 1, False),
            ("eps", 0, False), ("pgd_steps", 1, False), ("pgd_step_size", 0, False),
            ("clean_weight", 0, False), ("mse_weight", 0, False), ("eval_every", 0, False),
-           ("eval_batch_size", 1, False), ("checkpoint_minutes", 0, False))
+           ("eval_batch_size", 1, False), ("checkpoint_minutes", 0, False),
+           ("gen_weight", 0, False), ("estep_cycles", 0, False), ("labels_per_class", 1, False),
+           ("sigma2", 0, True))
 # options that may differ on --resume without being listed: they do not change the trajectory
 RESUME_FREE = ("command", "out", "test", "checkpoint_minutes", "eval_batch_size")
 RUN_FILES = ("log.jsonl", "last.pt", "best.pt", "summary.json")
@@ -148,9 +167,10 @@ def resume_differences(stored: dict[str, Any], config: "TrainConfig",
                        allow_changes: tuple[str, ...] = ()) -> list[str]:
     """``"name: stored -> new"`` for every option that differs from the run's stored
     configuration, except ``RESUME_FREE`` and ``allow_changes``."""
-    new = asdict(config)
-    return [f"{k}: {stored.get(k)!r} -> {new[k]!r}" for k in new
-            if k not in RESUME_FREE and k not in allow_changes and stored.get(k) != new[k]]
+    new, default = asdict(config), asdict(TrainConfig())
+    old = {k: stored.get(k, default[k]) for k in new}  # (options added since: their default)
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new
+            if k not in RESUME_FREE and k not in allow_changes and old[k] != new[k]]
 
 
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -243,21 +263,62 @@ def evaluate(model: CNNF, x: torch.Tensor, y: torch.Tensor, batch_size: int = 20
     return {"accuracy": correct / n, "per_pass": [h / n for h in per_pass or []], "n": n}
 
 
-def _step_loss(model: CNNF, config: TrainConfig, xb, yb, generator) -> tuple[torch.Tensor, dict]:
-    if not config.adversarial:
-        loss = clean_loss(model.forward_passes(xb), yb)
-        return loss, {}
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        x_adv = pgd(ce_loss(model.first_pass), xb, yb, eps=config.eps,
-                    step_size=config.pgd_step_size, steps=config.pgd_steps,
-                    generator=generator).x_final
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
-    return adversarial_loss(model.run(xb), model.run(x_adv), yb,
-                            clean_weight=config.clean_weight, mse_weight=config.mse_weight)
+def build_objective(config: TrainConfig) -> Objective:
+    """The run's objective (``zoo.training.objectives``): ``config.objective``, with
+    ``--adversarial`` meaning the adversarial recipe."""
+    name = "adversarial" if config.adversarial else config.objective
+    adversarial = dict(eps=config.eps, step_size=config.pgd_step_size, steps=config.pgd_steps,
+                       clean_weight=config.clean_weight, mse_weight=config.mse_weight)
+    return make_objective(name, gen_weight=config.gen_weight, estep_cycles=config.estep_cycles,
+                          unlabelled=config.unlabelled, learn_sigma2=config.learn_sigma2,
+                          adversarial=adversarial)
+
+
+@dataclass
+class _Run:
+    """Everything a run needs, resolved from its configuration (``_resolve``) and advanced by
+    ``_loop``: model, data, optimiser, objective, log and progress."""
+    config: TrainConfig
+    recipe: Recipe
+    out: Path
+    ddp: Any
+    device: Any
+    log: Any
+    generator: torch.Generator
+    model: CNNF
+    objective: Objective
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    progress: dict
+
+    @property
+    def per_epoch(self) -> int:
+        return num_batches(len(self.y_train), self.config.batch_size, drop_last=True)
+
+    @property
+    def total(self) -> int:
+        return total_steps(self.config, len(self.y_train))
+
+    def checkpoint(self, rng: Optional[dict] = None) -> None:
+        save_checkpoint(self.out / "last.pt", {"model": self.model.state_dict(),
+                                               "optimizer": self.optimizer.state_dict(),
+                                               "rng": rng or rng_state(self.generator),
+                                               "progress": dict(self.progress),
+                                               "config": asdict(self.config)})
+
+    def validate(self) -> None:
+        result = evaluate(self.model, self.x_val, self.y_val, self.config.eval_batch_size)
+        self.log.write("val", step=self.progress["step"], **result)
+        if result["accuracy"] > self.progress["best_val"]:
+            self.progress.update(best_val=result["accuracy"], best_step=self.progress["step"])
+            extra = {"sigma2": self.model.dgm.sigma2} if self.config.learn_sigma2 else {}
+            save_checkpoint(self.out / "best.pt", {"model": self.model.state_dict(),
+                                                   "step": self.progress["step"],
+                                                   "val": result, "config": asdict(self.config),
+                                                   **extra})
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
@@ -271,7 +332,24 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     stored ones unless named in ``allow_changes``); ``overwrite``: replace the run in ``out``.
     Raises ``ConfigError`` (bad options, a run in the way, a resume with another configuration),
     ``TrainingDiverged`` (NaN/inf loss) or ``TrainingInterrupted`` (Ctrl-C), see the module
-    docstring."""
+    docstring. Resolve (``_resolve``) → loop (``_loop``, one ``_step`` per batch, the loss a
+    pluggable ``Objective``) → finish (``_finish``)."""
+    run = _resolve(config, resume, overwrite, allow_changes)
+    _loop(run, progress)
+    if not run.ddp.is_main:
+        shutdown(run.ddp)
+        return {"rank": run.ddp.rank, "steps": run.progress["step"]}
+    summary = _finish(run.model, run.config, run.recipe, run.progress, run.log)
+    shutdown(run.ddp)
+    return summary
+
+
+def _resolve(config: TrainConfig, resume: bool, overwrite: bool,
+             allow_changes: tuple[str, ...]) -> _Run:
+    """Build the run of ``config``: options checked and filled from the recipe, the run
+    directory prepared, seeded model (warm start), train/validation split (semi-supervised:
+    labels kept for ``labels_per_class`` images per class, the rest -1), optimiser, objective;
+    a resumed run's state from last.pt."""
     recipe = get_recipe(config.dataset)
     config = config.validate().resolved(recipe).validate()
     out = Path(config.out)
@@ -304,100 +382,91 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if config.val_limit is not None:
         val_idx = val_idx[:config.val_limit]
     x_train, y_train = torch.from_numpy(x_all[train_idx]), torch.from_numpy(y_all[train_idx])
+    if config.labels_per_class is not None:
+        y_train = torch.from_numpy(keep_labels(y_all[train_idx], config.labels_per_class,
+                                               config.seed))
     x_val, y_val = torch.from_numpy(x_all[val_idx]), torch.from_numpy(y_all[val_idx])
-    per_epoch = num_batches(len(y_train), config.batch_size, drop_last=True)
-    total = total_steps(config, len(y_train))
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    progress_state = {"step": 0, "wall_s": 0.0, "best_val": -1.0, "best_step": -1}
+    run = _Run(config, recipe, out, ddp, device, log, generator, model, build_objective(config),
+               x_train, y_train, x_val, y_val, _optimizer(config, model),
+               {"step": 0, "wall_s": 0.0, "best_val": -1.0, "best_step": -1})
+    total = run.total
     if resume:
         ckpt = load_checkpoint(out / "last.pt")
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"], generator)
-        progress_state.update(ckpt["progress"])
+        run.progress.update(ckpt["progress"])
+        if "sigma2" in run.progress:
+            model.dgm.sigma2 = run.progress["sigma2"]
     ddp.broadcast_parameters(model)
     if not resume:
         log.write("start", config=asdict(config), n_train=len(y_train), n_val=len(y_val),
                   total_steps=total, world_size=ddp.world)
         warning = feedback_warning(config)
         if warning and ddp.is_main:
-            warnings.warn(warning, RuntimeWarning, stacklevel=2)
+            warnings.warn(warning, RuntimeWarning, stacklevel=3)
             log.write("warning", message=warning)
+    return run
 
-    def checkpoint(rng: Optional[dict] = None) -> None:
-        save_checkpoint(out / "last.pt", {"model": model.state_dict(),
-                                          "optimizer": optimizer.state_dict(),
-                                          "rng": rng or rng_state(generator),
-                                          "progress": dict(progress_state),
-                                          "config": asdict(config)})
 
-    def validate() -> None:
-        result = evaluate(model, x_val, y_val, config.eval_batch_size)
-        log.write("val", step=progress_state["step"], **result)
-        if result["accuracy"] > progress_state["best_val"]:
-            progress_state.update(best_val=result["accuracy"], best_step=progress_state["step"])
-            save_checkpoint(out / "best.pt", {"model": model.state_dict(),
-                                              "step": progress_state["step"],
-                                              "val": result, "config": asdict(config)})
+def keep_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """A copy of ``y`` with the labels of all but ``per_class`` images per class (drawn by a
+    permutation seeded with ``seed``) replaced by -1 (unlabelled)."""
+    out = np.full_like(y, -1)
+    order = np.random.default_rng(seed).permutation(len(y))
+    for k in np.unique(y):
+        keep = order[y[order] == k][:per_class]
+        out[keep] = y[keep]
+    return out
 
-    step = progress_state["step"]
+
+def _optimizer(config: TrainConfig, model: CNNF) -> torch.optim.Optimizer:
+    """SGD with momentum and weight decay (the CNN-F recipe) or Adam (``--optimizer adam``)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr,
+                                weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def _loop(run: _Run, progress: Optional[bool]) -> None:
+    """Optimiser steps until ``total``: seeded batch order per epoch, validation at each epoch
+    end (and every ``eval_every`` steps), checkpoints every epoch and ``checkpoint_minutes``,
+    a stop at the end of the step on Ctrl-C."""
+    config, ddp, log, state, out = run.config, run.ddp, run.log, run.progress, run.out
+    per_epoch, total = run.per_epoch, run.total
+    step = state["step"]
     bar = tqdm(total=total, initial=step, disable=not ddp.is_main or (
         not sys.stderr.isatty() if progress is None else not progress),
         desc=f"train {config.dataset}", unit="step")
-    started, last_ckpt = time.monotonic() - progress_state["wall_s"], time.monotonic()
+    started, last_ckpt = time.monotonic() - state["wall_s"], time.monotonic()
     with _StopOnSigint() as sigint:
         while step < total:
             epoch, start_batch = divmod(step, per_epoch)
-            batches = iterate_batches(x_train, y_train, config.batch_size, shuffle=True,
+            batches = iterate_batches(run.x_train, run.y_train, config.batch_size, shuffle=True,
                                       seed=config.seed, epoch=epoch, start_batch=start_batch,
                                       drop_last=True)
             for xb, yb in batches:
                 if step >= total:
                     break
-                rng_before = rng_state(generator)
-                if recipe.augment is not None:
-                    xb = recipe.augment(xb, generator)
-                xb, yb = (t.to(device) for t in ddp.shard(xb, yb))
-                lr = poly_lr(config.lr, step, total, config.poly_power)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                t0 = time.monotonic()
-                with torch.autocast(device.type, dtype=torch.bfloat16,
-                                    enabled=device.type == "cuda"):
-                    loss, parts = _step_loss(model, config, xb, yb, generator)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                ddp.average_gradients(model.parameters())
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                mean_loss = ddp.mean(float(loss.detach()))
-                if not (math.isfinite(mean_loss) and math.isfinite(float(grad_norm))):
-                    if ddp.is_main:       # the model is still the one before this step
-                        checkpoint(rng_before)
-                    bar.close()
-                    shutdown(ddp)
-                    raise TrainingDiverged(
-                        f"training diverged at step {step + 1}: loss {mean_loss}, gradient "
-                        f"norm {float(grad_norm)} (lr {lr:g}); the last good state (step "
-                        f"{step}) is in {out / 'last.pt'}; lower --lr or --grad-clip")
-                optimizer.step()
+                lr, mean_loss, grad_norm, parts, seconds = _step(run, xb, yb, step, bar)
                 step += 1
-                progress_state.update(step=step, wall_s=time.monotonic() - started)
+                state.update(step=step, wall_s=time.monotonic() - started)
                 log.write("step", step=step, epoch=epoch, lr=lr, loss=mean_loss,
-                          grad_norm=float(grad_norm), seconds=time.monotonic() - t0, **parts)
+                          grad_norm=grad_norm, seconds=seconds, **parts)
                 bar.update(1)
                 bar.set_postfix(loss=f"{mean_loss:.3f}")
                 end_of_epoch = step % per_epoch == 0 or step == total
                 if ddp.is_main and (end_of_epoch or (config.eval_every and
                                                      step % config.eval_every == 0)):
-                    validate()
+                    run.validate()
                 if end_of_epoch:
-                    log.write("epoch", epoch=epoch, step=step, wall_s=progress_state["wall_s"])
+                    log.write("epoch", epoch=epoch, step=step, wall_s=state["wall_s"])
                 stop = ddp.mean(float(sigint.requested)) > 0    # every rank stops together
                 if ddp.is_main and (end_of_epoch or stop or time.monotonic() -
                                     last_ckpt >= 60 * config.checkpoint_minutes):
-                    checkpoint()
+                    run.checkpoint()
                     last_ckpt = time.monotonic()
                 if stop:
                     bar.close()
@@ -406,12 +475,44 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                         f"interrupted after step {step} of {total}; checkpoint written to "
                         f"{out / 'last.pt'}; continue with --resume")
     bar.close()
-    if not ddp.is_main:
+
+
+def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, step: int, bar) -> tuple:
+    """One optimiser step on a batch: augment, shard, poly learning rate, the objective's loss,
+    backward, gradient averaging and clipping, the update, the objective's closed-form
+    updates (σ²). A NaN/inf loss or gradient norm writes the state before the step and raises
+    ``TrainingDiverged``. Returns ``(lr, mean loss, grad norm, parts, seconds)``."""
+    config, model, optimizer, ddp, device = run.config, run.model, run.optimizer, run.ddp, \
+        run.device
+    rng_before = rng_state(run.generator)
+    if run.recipe.augment is not None:
+        xb = run.recipe.augment(xb, run.generator)
+    xb, yb = (t.to(device) for t in ddp.shard(xb, yb))
+    lr = poly_lr(config.lr, step, run.total, config.poly_power)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    t0 = time.monotonic()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss, parts = run.objective(model, Batch(xb, yb, run.generator))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    ddp.average_gradients(model.parameters())
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    mean_loss = ddp.mean(float(loss.detach()))
+    if not (math.isfinite(mean_loss) and math.isfinite(float(grad_norm))):
+        if ddp.is_main:       # the model is still the one before this step
+            run.checkpoint(rng_before)
+        bar.close()
         shutdown(ddp)
-        return {"rank": ddp.rank, "steps": step}
-    summary = _finish(model, config, recipe, progress_state, log)
-    shutdown(ddp)
-    return summary
+        raise TrainingDiverged(
+            f"training diverged at step {step + 1}: loss {mean_loss}, gradient "
+            f"norm {float(grad_norm)} (lr {lr:g}); the last good state (step "
+            f"{step}) is in {run.out / 'last.pt'}; lower --lr or --grad-clip")
+    optimizer.step()
+    run.objective.after_step(model)
+    if config.learn_sigma2:
+        run.progress["sigma2"] = model.dgm.sigma2
+    return lr, mean_loss, float(grad_norm), parts, time.monotonic() - t0
 
 
 def _finish(model: CNNF, config: TrainConfig, recipe: Recipe, progress_state: dict,
@@ -422,14 +523,17 @@ def _finish(model: CNNF, config: TrainConfig, recipe: Recipe, progress_state: di
     best = load_checkpoint(out / "best.pt")
     summary.update(config=asdict(config), steps=progress_state["step"],
                    wall_s=progress_state["wall_s"], best_step=best["step"], val=best["val"])
+    if "sigma2" in best:
+        summary["sigma2"] = best["sigma2"]
     if config.test and "test" not in summary:
         model.load_state_dict(best["model"])
+        if "sigma2" in best:
+            model.dgm.sigma2 = best["sigma2"]
         x_test, y_test = recipe.load("test", config.data_dir)
         summary["test"] = evaluate(model, torch.from_numpy(x_test), torch.from_numpy(y_test),
                                    config.eval_batch_size)
         log.write("test", step=best["step"], **summary["test"])
     summary_path.write_text(json.dumps(summary, indent=2))
     return summary
-
 
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))

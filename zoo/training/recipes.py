@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from zoo.data import load_fashion_mnist
-from zoo.models import fashion_cnnf
+from zoo.models import fashion_cnnf, fashion_pixel_cnnf
 from zoo.models.cnnf import CNNF
 
 
@@ -29,6 +29,8 @@ class Recipe:
         augment: optional ``(x (B, C, H, W), generator) -> x`` applied to training batches.
         defaults: option defaults of this dataset (e.g. ``{"val_size": 5000}``), applied
             where the command line leaves an option unset.
+        arch_fields: the config fields that are the registry factory's arguments (written
+            to the model card's ``arch``).
     """
 
     name: str
@@ -36,6 +38,7 @@ class Recipe:
     load: Callable[[str, Optional[str]], tuple[np.ndarray, np.ndarray]]
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    arch_fields: tuple[str, ...] = ("cycles", "ind", "norm", "mode", "readout")
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -64,6 +67,17 @@ register_recipe(Recipe(
     name="fashion-mnist", build=_fashion_model,
     load=lambda split, data_dir: load_fashion_mnist(split, data_dir),
     defaults={"val_size": 5000, "eps": 0.2, "pgd_step_size": 0.071, "clean_weight": 0.1}))
+
+
+def _fashion_pixel_model(config) -> CNNF:
+    return fashion_pixel_cnnf(cycles=config.cycles, mode=config.mode, readout=config.readout,
+                              sigma2=config.sigma2, tau2=config.tau2, seed=config.seed)
+
+
+register_recipe(Recipe(
+    name="fashion-mnist-pixel", build=_fashion_pixel_model,
+    load=lambda split, data_dir: load_fashion_mnist(split, data_dir),
+    defaults={"val_size": 5000}, arch_fields=("cycles", "mode", "readout", "sigma2", "tau2")))
 
 
 from . import cifar  # noqa: E402,F401  (registers "cifar10" and "cifar10-wrn16", zoo.training.cifar)
