@@ -26,7 +26,7 @@ def tiny_dgm() -> DGM:
 
 def tiny_config() -> Config:
     return Config("tiny", lambda c: CNNF(tiny_dgm(), cycles=c), batch=4, cycles=(0, 2),
-                  train_cycles=2, numpy_batch=2, numpy_cycles=2, growth=True)
+                  train_cycles=2, numpy_batch=2, numpy_cycles=2, growth=True, hybrid=True)
 
 
 def hooked_macs(module: nn.Module, x: torch.Tensor) -> int:
@@ -94,11 +94,14 @@ def test_suite_runs_and_writes(tmp_path):
         assert cfg["memory"]["runs"][c]["peak_bytes"] > 0
     assert cfg["train_clean"]["time_s"] > 0 and cfg["train_adversarial"]["time_s"] > 0
     assert cfg["numpy"]["ratio"] > 0
+    hybrid = cfg["hybrid_vs_ce"]
+    assert hybrid["ratio"] == pytest.approx(hybrid["hybrid_time_s"] / hybrid["ce_time_s"])
     assert len(cfg["growth"]["vs_cycles"]["time_s"]) == len(cfg["growth"]["vs_cycles"]["cycles"])
     names = [r["target"] for r in result["targets"]]
     assert any("plain forward" in n for n in names) and any("peak memory" in n for n in names)
+    assert any("hybrid/CE" in n for n in names)
     text = to_markdown(result)
-    assert "## tiny" in text and "## Targets" in text
+    assert "## tiny" in text and "## Targets" in text and "train hybrid" in text
     json.dumps(result, default=str)
 
 
