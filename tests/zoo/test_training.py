@@ -269,23 +269,23 @@ def test_unwritable_out_fails_before_any_work(tmp_path, tiny):
 def test_nan_loss_stops_after_keeping_the_last_good_state(tmp_path, tiny, monkeypatch):
     """case 5: a NaN loss trained on to exit 0. Now the run stops before the bad step with the
     state before it in last.pt, from which a resume reproduces the straight run exactly."""
-    from zoo.training import loop
+    from zoo.training import loop, objectives
     straight = train(_config(tmp_path, "straight", cycles=0))
-    real, calls = loop.clean_loss, []
+    real, calls = objectives.clean_loss, []
 
     def poisoned(passes, y):
         calls.append(1)
         loss = real(passes, y)
         return loss * float("nan") if len(calls) == 3 else loss
 
-    monkeypatch.setattr(loop, "clean_loss", poisoned)
+    monkeypatch.setattr(objectives, "clean_loss", poisoned)
     cfg = _config(tmp_path, "nan", cycles=0)
     with pytest.raises(loop.TrainingDiverged, match="step 3.*last good state.*last.pt"):
         train(cfg)
     ckpt = load_checkpoint(f"{cfg.out}/last.pt")
     assert ckpt["progress"]["step"] == 2
     assert all(bool(v.isfinite().all()) for v in ckpt["model"].values())
-    monkeypatch.setattr(loop, "clean_loss", real)
+    monkeypatch.setattr(objectives, "clean_loss", real)
     assert train(cfg, resume=True)["steps"] == 6
     assert _same_weights(straight["config"]["out"], cfg.out)
 
