@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev,plot]'
 	$(PIP) install -q --no-deps torchattacks==3.5.1
+	# (it requires opencv-python, the GUI build; the dev extra has the headless one)
+	$(PIP) install -q --no-deps imagecorruptions==1.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
