@@ -95,6 +95,7 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
         converged = ops.xp.zeros(state.batch_size, dtype=bool) if ops.name == "numpy" else \
             ops.xp.zeros(state.batch_size, dtype=ops.xp.bool, device=x_obs.device)
     n = 0
+    fixed_at = None  # per example: the first cycle that left its state unchanged (0: none yet)
     # the engine owns the current state from here: a cycle drops the previous one as soon as
     # its h-step is done, unless it is kept for the fixed-point test or the record
     engine.state, state = state, None
@@ -110,11 +111,14 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
             states.append(engine.state)
         if tested:
             converged = _same_state(ops, previous, engine.state)
+        if until_fixed_point:  # (bool × int is an int array on every backend)
+            first = converged if fixed_at is None else converged & (fixed_at == 0)
+            fixed_at = first * n if fixed_at is None else fixed_at + first * n
         if until_fixed_point and bool(converged.all()):
             break
     return Result(state=engine.state, logits=all_logits, states=states, trajectory=engine.trajectory,
                   cycles=n if cycles else 0, converged=converged, renderings=rendered,
-                  x_obs=x_obs)
+                  x_obs=x_obs, fixed_at=fixed_at)
 
 
 class _Engine:

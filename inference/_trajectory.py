@@ -47,6 +47,9 @@ class Result:
         cycles: number of cycles run; converged: per-example fixed point reached (bool (N,)).
         renderings: the rendering g_0 that started each cycle (the feedback reconstruction).
         x_obs: x̃, the observation at level 0 (encoder output).
+        fixed_at: with ``until_fixed_point``, per example (N,) ints: the first cycle that left
+            its state unchanged (its fixed point is the state after one cycle less), 0 where
+            none did within the cap; None otherwise.
     """
     state: State
     logits: list
@@ -56,6 +59,7 @@ class Result:
     converged: Any
     renderings: list = field(default_factory=list)
     x_obs: Any = None
+    fixed_at: Any = None
 
     @property
     def predictions(self) -> list:

@@ -170,3 +170,19 @@ def test_gates_invariant_to_positive_channel_rescaling_of_feedback(seed, k, grid
     for x, y in zip(joint_step(NP, a, g * c, z_old, t_old, k, keep),
                     joint_step(NP, a, g, z_old, t_old, k, keep)):
         np.testing.assert_array_equal(x, y)
+
+
+@settings(max_examples=60)
+@given(problem=problems(max_side=3, max_units=5, max_batch=3))
+def test_fixed_at_is_the_first_cycle_that_changed_nothing(problem):
+    """``Result.fixed_at`` per example = the first k whose k-th cycle left the state as it was,
+    read off separate runs of exactly k cycles (each tests only its last cycle)."""
+    result = run(problem)
+    k_max = result.cycles
+    first = np.zeros(len(result.fixed_at), dtype=int)
+    for k in range(1, k_max + 1):
+        done = np.asarray(run(problem, cycles=k, until=False).converged)
+        first = np.where((first == 0) & done, k, first)
+    np.testing.assert_array_equal(result.fixed_at, first)
+    assert bool(np.all((result.fixed_at > 0) == np.asarray(result.converged)))
+    assert run(problem, until=False, cycles=2).fixed_at is None
