@@ -24,7 +24,7 @@ from .common import AttackResult, pixel_to_input, project_linf
 from .losses import ce_loss, ce_sum_loss, margin, margin_loss
 from .pgd import pgd
 from .spsa import spsa, spsa_gradient
-from .stats import accuracy_with_interval, mcnemar_exact, wilson_interval
+from .stats import accuracy_with_interval, mcnemar_exact, mcnemar_p, wilson_interval
 from .transfer import transfer
 from .worst_case import WorstCaseSummary, broken_by, summarize_worst_case, worst_case
 
@@ -47,6 +47,7 @@ __all__ = [
     "summarize_worst_case",
     "wilson_interval",
     "mcnemar_exact",
+    "mcnemar_p",
     "accuracy_with_interval",
     "CheckResult",
     "accuracy_vanishes",

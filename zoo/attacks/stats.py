@@ -9,7 +9,7 @@ import torch
 from scipy.stats import binomtest
 from torch import Tensor
 
-__all__ = ["wilson_interval", "mcnemar_exact", "accuracy_with_interval"]
+__all__ = ["wilson_interval", "mcnemar_exact", "mcnemar_p", "accuracy_with_interval"]
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -64,8 +64,15 @@ def mcnemar_exact(correct_a: Tensor, correct_b: Tensor) -> dict[str, float]:
         raise ValueError(f"shape mismatch {tuple(a.shape)} vs {tuple(b.shape)}")
     b01 = int((~a & b).sum().item())
     b10 = int((a & ~b).sum().item())
-    p = 1.0 if b01 + b10 == 0 else float(binomtest(b01, b01 + b10, 0.5).pvalue)
-    return {"b01": b01, "b10": b10, "p_value": min(1.0, p)}
+    return {"b01": b01, "b10": b10, "p_value": mcnemar_p(b01, b10)}
+
+
+def mcnemar_p(b01: int, b10: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts: ``b01 ~ Binomial(b01 +
+    b10, 1/2)`` (``1.0`` when there are none)."""
+    if b01 + b10 == 0:
+        return 1.0
+    return min(1.0, float(binomtest(int(b01), int(b01 + b10), 0.5).pvalue))
 
 
 def accuracy_with_interval(correct: Tensor, z: float = 1.96) -> dict[str, float]:

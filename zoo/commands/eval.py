@@ -77,7 +77,9 @@ def add_common(p: argparse.ArgumentParser, *, out: str | None, n_examples: int,
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="robustness evaluation (PGD, BPDA, transfer, SPSA)",
                               description=__doc__.splitlines()[0])
-    p.add_argument("dataset", nargs="?", default="fashion-mnist", choices=("fashion-mnist",))
+    p.add_argument("dataset", nargs="?", default="fashion-mnist",
+                   choices=("fashion-mnist", "cifar10"),
+                   help="cifar10: with --corruptions or --table cifar10")
     p.add_argument("--models", type=names, default=("fashion_cnn", "fashion_cnnf"),
                    help="comma separated [LABEL:]NAME[=WEIGHTS_PATH]")
     p.add_argument("--untrained", action="store_true",
@@ -86,6 +88,8 @@ def add_parser(subparsers) -> None:
                readouts=_EVAL.readouts, check=_CHECK)
     from zoo.evaluation.cifar10 import add_table_arguments  # dgm eval --table cifar10
     add_table_arguments(p)
+    from .eval_corruptions import add_corruption_arguments  # dgm eval --corruptions ...
+    add_corruption_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -150,6 +154,13 @@ def run(args) -> int:
     if getattr(args, "table", None):
         from zoo.evaluation.cifar10 import run_table
         return run_table(args)
+    if args.corruptions:
+        from .eval_corruptions import run_corruptions
+        return run_corruptions(args)
+    if args.dataset != "fashion-mnist":
+        print(f"error: the ε sweep runs on fashion-mnist; for {args.dataset} use --corruptions "
+              f"or --table cifar10", file=sys.stderr)
+        return 2
     try:
         models = load_models(args.models, args.untrained)
     except (FileNotFoundError, ValueError) as err:

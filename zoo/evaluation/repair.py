@@ -38,8 +38,53 @@ class Repair:
     level0_channels: int
 
 
-def _cos(a: Tensor, b: Tensor) -> Tensor:
+def cosine(a: Tensor, b: Tensor) -> Tensor:
+    """Per example (N,): cos(a, b) of the flattened maps."""
     return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)
+
+
+def relative_l2(a: Tensor, ref: Tensor) -> Tensor:
+    """Per example (N,): ‖a − ref‖ / ‖ref‖ of the flattened maps."""
+    return (a - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)
+
+
+def psnr(a: Tensor, ref: Tensor, data_range: float = 2.0) -> Tensor:
+    """Per example (N,): 10·log10(range² / mean((a − ref)²)), ``a`` clipped to the range of
+    [-1, 1] images (``data_range`` = 2); +inf where equal."""
+    a = a.clamp(-data_range / 2, data_range / 2)
+    mse = (a - ref).flatten(1).pow(2).mean(1)
+    return 10 * torch.log10(data_range ** 2 / mse)
+
+
+def _gauss_window(sigma: float = 1.5, radius: int = 5) -> Tensor:
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    w = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    return w / w.sum()
+
+
+def ssim(a: Tensor, ref: Tensor, data_range: float = 2.0) -> Tensor:
+    """Per example (N,): SSIM (Wang et al. 2004) of (N, C, H, W) images with an 11×11 Gaussian
+    window of σ = 1.5, K1 = 0.01, K2 = 0.03, population (co)variances, averaged over the
+    window positions that fit inside the image and over channels (scikit-image's
+    ``structural_similarity(gaussian_weights=True, use_sample_covariance=False)``); ``a`` is
+    clipped to the range first."""
+    a = a.clamp(-data_range / 2, data_range / 2).double()
+    b = ref.double()
+    w = _gauss_window().to(a.device)
+    c = a.shape[1]
+
+    def blur(t: Tensor) -> Tensor:
+        t = torch.nn.functional.conv2d(t, w.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return torch.nn.functional.conv2d(t, w.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a ** 2
+    var_b = blur(b * b) - mu_b ** 2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / \
+        ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1).to(ref.dtype)
 
 
 @torch.no_grad()
@@ -54,6 +99,6 @@ def repair(net: CNNF, x: Tensor, x_adv: Tensor) -> Repair:
     g = torch.stack(res.renderings)
     return Repair(clean=x[:, 0], perturbed=x_adv[:, 0], f_clean=f_clean.mean(1),
                   f_perturbed=res.x_obs.mean(1), renderings=g.mean(2),
-                  cos_perturbed=_cos(res.x_obs, f_clean),
-                  cos_renderings=torch.stack([_cos(gc, f_clean) for gc in g]),
+                  cos_perturbed=cosine(res.x_obs, f_clean),
+                  cos_renderings=torch.stack([cosine(gc, f_clean) for gc in g]),
                   level0_channels=int(f_clean.shape[1]))
