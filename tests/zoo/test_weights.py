@@ -187,4 +187,3 @@ def test_bundled_weights_verify(name):
         pytest.skip(f"{name} has no bundled weights")
     net = create_model(name, pretrained=True)
     assert net.card["sha256"] == W.sha256_file(W.resolve_weights(f"{name}.safetensors"))
-    assert net.card["metrics"]["test"]["accuracy"] > 0.5
