@@ -11,6 +11,7 @@ units; the paper's budgets are in ``[0, 1]`` pixel units -- convert with
 :func:`pixel_to_input` (``x 2`` for ``[-1, 1]``).
 """
 
+from .apgd import apgd
 from .bpda import straight_through
 from .checks import (
     CheckResult,
@@ -33,6 +34,7 @@ __all__ = [
     "pixel_to_input",
     "project_linf",
     "pgd",
+    "apgd",
     "spsa",
     "spsa_gradient",
     "straight_through",
