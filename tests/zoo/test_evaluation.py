@@ -16,7 +16,7 @@ from dgm import layers as L
 from inference import Options
 from zoo.attacks import mcnemar_exact, wilson_interval
 from zoo.cli import build_parser
-from zoo.evaluation import (TARGETS, CheckConfig, EvalConfig, attack_inputs, bpda_surrogate,
+from zoo.evaluation import (ATTACKS, TARGETS, CheckConfig, EvalConfig, attack_inputs, bpda_surrogate,
                             build_target, evaluate, fixed_subset, records, run_evaluation,
                             worst_cases)
 from zoo.evaluation.runner import cell_seed, score
@@ -104,7 +104,8 @@ def run_tiny(tmp_path=None, seed=0, resume=False, **overrides):
     models = {"CNN": tiny(0, seed=1), "CNN-F": tiny(2, "original", seed=2)}
     x, y = data(10)
     cfg = EvalConfig(**{**dict(eps=(0.0, 0.1, 0.3), steps=2, batch_size=5, seed=seed,
-                               attacks=TARGETS + ("transfer",), transfer_from="CNN"),
+                               attacks=ATTACKS, transfer_from="CNN", apgd_steps=4,
+                               apgd_restarts=2),
                         **overrides})
     if tmp_path is None:
         return models, x, y, evaluate(models, x, y, cfg, keep=len(y), progress=False,
@@ -151,18 +152,25 @@ def test_worst_case_and_paired_test_match_per_image_references(tiny_eval):
 def test_cells_score_what_they_claim(tiny_eval):
     models, x, y, ev = tiny_eval
     source = ev.cells[("CNN", "last", "first", 0.3)].x_adv
+    rescued = 0  # images correct under an attack although wrong on the clean image
     for (m, r, a, e), cell in ev.cells.items():
         net = models[m]
+        clean = net(x, readout=r).argmax(1) == y
+        assert torch.equal(ev.clean[(m, r)], clean)
         assert cell.pass_correct.shape == (net.cycles + 1, len(y))
-        if r == "last":  # the scored readout is the last pass
-            assert torch.equal(cell.pass_correct[-1], cell.correct)
+        if r == "last":  # the scored readout is the last pass; robust only if right clean
+            assert torch.equal(cell.pass_correct[-1] & clean, cell.correct)
         if e > 0:
             assert (cell.x_adv - x).abs().max() <= 2 * e + 1e-6  # pixel -> input units
-            assert torch.equal(score(net, r, cell.x_adv, y)[0], cell.correct)
+            attacked = score(net, r, cell.x_adv, y)[0]
+            assert torch.equal(attacked & clean, cell.correct)
+            rescued += int((attacked & ~clean).sum())
         else:
             assert torch.equal(cell.x_adv, x)
+    assert rescued > 0  # the AutoAttack convention mattered here
     transfer = ev.cells[("CNN-F", "last", "transfer", 0.3)]
-    assert torch.equal(transfer.correct, score(models["CNN-F"], "last", source, y)[0])
+    assert torch.equal(transfer.correct, score(models["CNN-F"], "last", source, y)[0]
+                       & ev.clean[("CNN-F", "last")])
     assert torch.equal(ev.cells[("CNN", "last", "e2e", 0.1)].correct,
                        ev.cells[("CNN", "last", "first", 0.1)].correct)
 
@@ -240,6 +248,13 @@ def test_cascade_attacks_only_survivors_and_keeps_the_worst_case():
                 want, _ = score(models[m], r, xa, y[s][run])
                 assert torch.equal(cell.correct[s][run], want)
     assert skipped > 0  # the case under test happened
+    recs = records(ev, {m: n.cycles for m, n in models.items()}, {}, {})
+    for d in (d for d in recs if d["kind"] == "cell"):
+        if d["attack"] in ("e2e-sum", "bpda") and models[d["model"]].cycles:
+            assert d["value"] == "worst_case_so_far" and d["cascade"]
+            assert d["over"] == order[:order.index(d["attack"]) + 1]
+        else:
+            assert d["value"] == "attack" and d["over"] == [d["attack"]]
     robust = worst_cases(ev)
     for (m, r, e), summary in robust.items():
         if e > 0 and models[m].cycles:

@@ -1,7 +1,10 @@
 """Turn an ``Evaluation`` into records (JSONL) and a markdown report.
 
 Reported per (model, readout) row and ε: the accuracy of every attack and of the per-image
-worst case over all attacks run (the ``min`` column), each with its Wilson 95 % interval; the
+worst case over all attacks run (the ``min`` column), each with its Wilson 95 % interval (an
+image counts as robust only if it is also correct clean); a cell that ran as a cascade holds the
+worst case so far, and its record says so (``value: "worst_case_so_far"`` and the attacks it is
+the worst case ``over``; per-attack cells have ``value: "attack"``); the
 exact McNemar test of every CNN-F row against the CNN on the ``min`` column (same images);
 the feedback's share of the robustness (the CNN-F's own first pass under the "first" attack vs
 the full model's worst case); accuracy over feedback iterations under the "first" and "e2e"
@@ -17,7 +20,7 @@ from zoo.attacks import (CheckResult, accuracy_with_interval, format_report, mcn
                          pixel_to_input, summarize_worst_case)
 
 from .repair import Repair
-from .runner import Evaluation
+from .runner import STRONG, Evaluation
 
 MIN = "min"
 PGD_TARGETS = ("first", "e2e", "e2e-sum")  # the worst case of the issue-4 robustness target
@@ -58,15 +61,18 @@ def records(ev: Evaluation, cycles: Mapping[str, int],
     """One JSON-able dict per cell, worst case, paired test, check and repair."""
     cfg, out = ev.config, []
     for (m, r, a, e), c in ev.cells.items():
-        steps = 0 if a in ("clean", "transfer") else cfg.steps
+        steps = 0 if a in ("clean", "transfer") else cfg.apgd_steps if a in STRONG else cfg.steps
+        restarts = 0 if not steps else cfg.apgd_restarts if a in STRONG else cfg.restarts
+        step = "2·eps, halved by APGD" if a in STRONG else cfg.step_size(e) if steps and e else 0.0
         out.append(dict(kind="cell", model=m, readout=r, attack=a,
+                        value="worst_case_so_far" if c.cascade else "attack",
+                        over=list(c.cascade or (a,)),
                         attacked=_attacked(a, r, cycles[m], cfg.transfer_from), eps=e,
-                        eps_input=pixel_to_input(e), steps=steps,
-                        step_size_input=cfg.step_size(e) if steps and e else 0.0,
-                        restarts=cfg.restarts if steps else 0, seed=cfg.seed,
+                        eps_input=pixel_to_input(e), steps=steps, step_size_input=step,
+                        restarts=restarts, seed=cfg.seed,
                         pass_acc=[float(p.float().mean()) for p in c.pass_correct],
                         n_attacked=len(c.correct) if c.attacked is None else int(c.attacked.sum()),
-                        cascade=a in cfg.cascade and bool(cycles[m]),
+                        cascade=bool(c.cascade),
                         seconds=round(c.seconds, 2), **accuracy_with_interval(c.correct)))
     base = baseline_row(ev, cycles)
     for over, wc in _worst_case_sets(ev).items():
@@ -102,7 +108,8 @@ def _attacked(attack: str, readout: str, cycles: int, source: str | None) -> str
         return f"{source} (transfer)"
     if attack == "first" or cycles == 0:
         return "pass 0"
-    return {"e2e": readout, "e2e-sum": "sum of passes", "bpda": f"{readout} (BPDA)"}[attack]
+    return {"e2e": readout, "e2e-sum": "sum of passes", "bpda": f"{readout} (BPDA)",
+            "apgd-sum": "sum of passes (APGD)"}[attack]
 
 
 def write_jsonl(path: Path, header: dict, recs: Sequence[dict]) -> None:
@@ -132,9 +139,12 @@ def markdown(ev: Evaluation, cycles: Mapping[str, int], recs: Sequence[dict],
              f"{n} test images (seeded subset, seed {cfg.seed}); ε in [0, 1] pixel units "
              f"(×2 in the [-1, 1] input range): {', '.join(f'{e:g}' for e in eps)}; "
              f"PGD-{cfg.steps}, step {cfg.step_scale:g}·ε/{cfg.steps}, random start, "
-             f"{cfg.restarts} restart(s); attacks: {', '.join(cfg.attacks)}. "
-             f"Accuracy in % with Wilson 95 % intervals; `min` = per-image worst case over all "
-             f"attacks of the row."
+             f"{cfg.restarts} restart(s)"
+             + (f"; APGD-{cfg.apgd_steps} (step from 2ε, halved by APGD's rule), "
+                f"{cfg.apgd_restarts} restart(s)" if set(cfg.attacks) & set(STRONG) else "")
+             + f"; attacks: {', '.join(cfg.attacks)}. "
+             f"Accuracy in % with Wilson 95 % intervals; an image counts as robust only if it "
+             f"is also correct clean; `min` = per-image worst case over all attacks of the row."
              + (f" Cascade ({', '.join(cfg.cascade)}): run only on the images every earlier "
                 f"attack of the row left correct (the `min` column is the same worst case)."
                 if cfg.cascade else ""), "",
@@ -156,7 +166,7 @@ def markdown(ev: Evaluation, cycles: Mapping[str, int], recs: Sequence[dict],
                 row.append("-" if d is None else f"{100 * d['acc']:.1f}")
             attacked = "per image worst" if a == MIN else \
                 _attacked(a, r, cycles[m], cfg.transfer_from)
-            if a in cfg.cascade and cycles[m]:
+            if any(cells.get((m, r, a, e), {}).get("cascade") for e in eps):
                 attacked += " (cascade: worst case so far)"
             lines.append(f"| {m} | {r} | {a} | {attacked} | " + " | ".join(row) + " |")
     tests = [d for d in recs if d["kind"] == "paired_test"]

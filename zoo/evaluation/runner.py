@@ -7,6 +7,12 @@ readout, the class of every pass 0..C is recorded on that input (accuracy over f
 iterations). Budgets are in [0, 1] pixel units (``eps``) and converted to input units (×2 for
 [-1, 1]); the PGD step is ``step_scale · ε / steps`` with a uniform random start.
 
+"apgd-sum" is the strong attack: APGD (``zoo.attacks.apgd``: momentum and a self-halving step
+from 2ε) on the sum of the cross-entropies of every pass (the "e2e-sum" target), with
+``apgd_steps`` iterations and ``apgd_restarts`` restarts (each on the images no earlier restart
+broke). Robust accuracy follows AutoAttack's convention: an image counts as robust under an
+attack only if the scored readout is also correct on the clean image.
+
 With ``cascade`` (AutoAttack's convention), the listed attacks run only on the images that every
 attack computed before them at the same (model, readout, ε) left correctly classified; an image
 skipped that way keeps the input and the per-pass classes of the first earlier attack that broke
@@ -30,13 +36,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from zoo.attacks import pgd, pixel_to_input
+from zoo.attacks import apgd, pgd, pixel_to_input
 from zoo.attacks.common import select
 from zoo.models.cnnf import CNNF
 
 from .targets import TARGETS, build_target
 
-ATTACKS = TARGETS + ("transfer",)
+STRONG = {"apgd-sum": "e2e-sum"}  # APGD attacks -> the target whose loss they maximise
+ATTACKS = TARGETS + tuple(STRONG) + ("transfer",)
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class EvalConfig:
         attacks: names from ``ATTACKS`` ("transfer" needs ``transfer_from``).
         readouts: scored readouts of CNN-F models ("last", "avg"); a CNN has only "last".
         steps, step_scale, restarts: PGD-``steps`` with step ``step_scale·ε/steps``.
+        apgd_steps, apgd_restarts: iterations and restarts of the APGD attacks (``STRONG``).
         batch_size: images per attack batch.
         seed: seeds the random starts (and, via ``fixed_subset``, the subset).
         transfer_from: name of the source model of the transfer attack.
@@ -60,6 +68,8 @@ class EvalConfig:
     steps: int = 40
     step_scale: float = 2.5
     restarts: int = 1
+    apgd_steps: int = 100
+    apgd_restarts: int = 2
     batch_size: int = 64
     seed: int = 0
     transfer_from: str | None = None
@@ -74,8 +84,10 @@ class EvalConfig:
                              f"got {self.readouts}")
         if any(e < 0 for e in self.eps) or not self.eps:
             raise ValueError(f"eps must be a non-empty list of budgets >= 0, got {self.eps}")
-        if self.steps < 1 or self.restarts < 1 or self.batch_size < 1:
-            raise ValueError("steps, restarts and batch_size must be >= 1")
+        if min(self.steps, self.restarts, self.apgd_steps, self.apgd_restarts,
+               self.batch_size) < 1:
+            raise ValueError("steps, restarts, apgd_steps, apgd_restarts and batch_size must "
+                             "be >= 1")
         if any(a not in self.attacks[1:] for a in self.cascade):
             raise ValueError(f"cascade must name attacks after the first of {self.attacks}, "
                              f"got {self.cascade}")
@@ -97,20 +109,26 @@ class Cell:
         x_adv: the attacked inputs of the first ``keep`` images (for figures).
         seconds: wall time spent.
         attacked: (N,) bool, the images this attack ran on (all but those a cascade skipped).
+        cascade: the attacks whose worst case this cell holds (itself and every earlier attack
+            of its row and ε) when it ran as a cascade, else empty.
     """
     correct: Tensor
     pass_correct: Tensor
     x_adv: Tensor
     seconds: float
     attacked: Tensor | None = None
+    cascade: tuple[str, ...] = ()
 
 
 @dataclass
 class Evaluation:
-    """All cells, keyed ``(model, readout, attack, eps)``; attack "clean" holds ε = 0."""
+    """All cells, keyed ``(model, readout, attack, eps)``; attack "clean" holds ε = 0;
+    ``clean`` holds, per (model, readout) row, the (N,) bool correctness on the clean images
+    (every cell's ``correct`` implies it)."""
     config: EvalConfig
     labels: Tensor
     cells: dict[tuple[str, str, str, float], Cell] = field(default_factory=dict)
+    clean: dict[tuple[str, str], Tensor] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, str]]:
         return list(dict.fromkeys((m, r) for m, r, _, _ in self.cells))
@@ -140,14 +158,22 @@ def model_rows(models: Mapping[str, CNNF], readouts: Sequence[str]) -> list[tupl
 def attack_inputs(net: CNNF, target: str, readout: str, x: Tensor, y: Tensor, eps: float,
                   config: EvalConfig, seed: int, steps: int | None = None,
                   restarts: int | None = None) -> Tensor:
-    """PGD on ``target`` of ``net``; per image the final or best iterate, whichever the scored
-    ``readout`` gets wrong (the best one when both or neither are wrong). Returns (N, ...)."""
-    steps = config.steps if steps is None else steps
-    loss_fn, predict = build_target(net, target, readout)
+    """PGD on ``target`` of ``net`` (APGD on its target for a ``STRONG`` attack); per image the
+    final or best iterate, whichever the scored ``readout`` gets wrong (the best one when both
+    or neither are wrong). ``steps`` / ``restarts`` override the configured ones. Returns
+    (N, ...)."""
     generator = torch.Generator().manual_seed(seed)
-    res = pgd(loss_fn, x, y, eps=pixel_to_input(eps), step_size=config.step_size(eps, steps),
-              steps=steps, restarts=restarts or config.restarts, predict=predict,
-              generator=generator)
+    if target in STRONG:
+        loss_fn, predict = build_target(net, STRONG[target], readout)
+        res = apgd(loss_fn, x, y, eps=pixel_to_input(eps), steps=steps or config.apgd_steps,
+                   restarts=restarts or config.apgd_restarts, predict=predict,
+                   generator=generator)
+    else:
+        steps = config.steps if steps is None else steps
+        loss_fn, predict = build_target(net, target, readout)
+        res = pgd(loss_fn, x, y, eps=pixel_to_input(eps), step_size=config.step_size(eps, steps),
+                  steps=steps, restarts=restarts or config.restarts, predict=predict,
+                  generator=generator)
     with torch.no_grad():
         best_ok = net(res.x_best, readout=readout).argmax(1) == y
         final_ok = net(res.x_final, readout=readout).argmax(1) == y
@@ -168,6 +194,8 @@ def _cost(net: CNNF, attack: str, eps: float, config: EvalConfig) -> float:
     if eps == 0 or attack == "transfer":
         return full
     per_step = 2 if attack == "first" or net.cycles == 0 else 3 * full
+    if attack in STRONG:
+        return config.apgd_steps * config.apgd_restarts * per_step + 2 * full
     return config.steps * config.restarts * per_step + 2 * full
 
 
@@ -202,6 +230,8 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
     source = next((a for a in config.attacks if a in TARGETS), None)  # crafts the transfer
     if "transfer" in config.attacks and source is None:
         raise ValueError("attack 'transfer' needs a gradient attack among the attacks")
+    for m, r in rows:
+        out.clean[(m, r)] = torch.cat([score(models[m], r, x[s], y[s])[0] for s in batches])
     bar = tqdm(total=total, disable=None if progress is None else not progress, unit="pass",
                smoothing=0.1, dynamic_ncols=True)
     try:
@@ -215,10 +245,10 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
                 out.cells[(m, r, a, e)] = shared
                 bar.update(_cost(net, a, e, config) * len(batches))
                 continue
-            earlier = [c for (mm, rr, aa, ee), c in out.cells.items()
-                       if (mm, rr, ee) == (m, r, e)] if a in config.cascade else []
-            alive = torch.ones(len(y), dtype=torch.bool)
-            for c in earlier:
+            earlier = {aa: c for (mm, rr, aa, ee), c in out.cells.items()
+                       if (mm, rr, ee) == (m, r, e)} if a in config.cascade else {}
+            alive = out.clean[(m, r)].clone() if earlier else torch.ones(len(y), dtype=torch.bool)
+            for c in earlier.values():
                 alive &= c.correct
             parts = []
             for i, s in enumerate(batches):
@@ -237,11 +267,13 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
                 parts.append((xa,) + score(net, r, xa, yb))
                 bar.update(_cost(net, a, e, config) * float(alive[s].float().mean()))
             xa = torch.cat([p[0] for p in parts])
-            cell = Cell(torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts], 1),
+            correct = torch.cat([p[1] for p in parts]) & out.clean[(m, r)]
+            cell = Cell(correct, torch.cat([p[2] for p in parts], 1),
                         xa if (m, a) == (config.transfer_from, source) else xa[:keep],
-                        time.perf_counter() - start, alive)
+                        time.perf_counter() - start, alive,
+                        tuple(earlier) + (a,) if earlier else ())
             if earlier:
-                _inherit_broken(cell, earlier)
+                _inherit_broken(cell, list(earlier.values()))
             out.cells[(m, r, a, e)] = cell
             if on_cell is not None:
                 on_cell((m, r, a, e), cell)
