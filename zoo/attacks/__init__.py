@@ -16,10 +16,13 @@ from .bpda import straight_through
 from .checks import (
     CheckResult,
     accuracy_vanishes,
+    attack_saturated,
     blackbox_not_stronger,
     format_report,
+    gradients_not_vanishing,
     more_steps_never_help,
     repeatable,
+    whitebox_not_weaker,
 )
 from .common import AttackResult, pixel_to_input, project_linf
 from .losses import ce_loss, ce_sum_loss, margin, margin_loss
@@ -55,6 +58,9 @@ __all__ = [
     "accuracy_vanishes",
     "more_steps_never_help",
     "blackbox_not_stronger",
+    "whitebox_not_weaker",
+    "gradients_not_vanishing",
+    "attack_saturated",
     "repeatable",
     "format_report",
 ]

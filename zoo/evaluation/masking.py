@@ -13,7 +13,18 @@ Per (model, readout) row, on the first ``n`` images of the subset (the "check su
   ``step_scale·ε/spsa_steps``) at the largest ε on the first ``spsa_n`` images, each against the
   per-image worst case of the gradient attacks on the same images;
 * repeating an attack (PGD-``repeat_steps`` on the first ``repeat_n`` images) gives identical
-  adversarial inputs and predictions.
+  adversarial inputs and predictions;
+* for a CNN-F: the attack on the scored readout ("e2e") is not weaker than the attacks that
+  follow a surrogate ("first", "bpda") beyond the Wilson half-width, at every ε > 0 (whole
+  subset; a cascaded e2e cell holds no per-attack number, so the check then fails as
+  "cannot check"), and the input gradients of the scored readout's cross-entropy are not much
+  smaller than the first pass's (median L1 ratio ≥ ``grad_ratio``, clean check subset);
+* saturation: the strongest attack of the row (``apgd-sum``, else ``e2e-sum`` / ``e2e`` / the
+  first gradient attack) rerun with ``saturation_factor``× its steps and restarts on the images
+  of the first ``saturation_n`` that survived every attack, at each ε of ``saturation_eps``
+  (default: every ε > 0), moves the worst case by less than ``saturation_tol``.
+
+Every outcome, passed or failed, is returned (and written to results.jsonl by the pipeline).
 """
 from __future__ import annotations
 
@@ -23,12 +34,13 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from zoo.attacks import (CheckResult, accuracy_vanishes, blackbox_not_stronger, margin_loss,
-                         more_steps_never_help, pixel_to_input, repeatable, spsa, worst_case)
+from zoo.attacks import (CheckResult, accuracy_vanishes, attack_saturated, blackbox_not_stronger,
+                         gradients_not_vanishing, margin_loss, more_steps_never_help,
+                         pixel_to_input, repeatable, spsa, whitebox_not_weaker, worst_case)
 from zoo.models.cnnf import CNNF
 
-from .runner import Evaluation, attack_inputs, cell_seed, score
-from .targets import TARGETS
+from .runner import STRONG, EvalConfig, Evaluation, attack_inputs, cell_seed, score
+from .targets import TARGETS, build_target
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,11 @@ class CheckConfig:
     spsa_steps: int = 10
     repeat_n: int = 8
     repeat_steps: int = 5
+    grad_ratio: float = 0.2
+    saturation_n: int = 1000
+    saturation_eps: tuple[float, ...] = ()
+    saturation_factor: int = 2
+    saturation_tol: float = 0.01
 
 
 def _named(results: list[CheckResult], suffix: str) -> list[CheckResult]:
@@ -116,6 +133,11 @@ def run_checks(models: Mapping[str, CNNF], x: Tensor, y: Tensor, ev: Evaluation,
             return {"x_adv": xa, "correct": score(net, r, xa, y[:k])[0]}
 
         results += _named(repeatable(again), main)
+        if net.cycles:
+            results += _surrogate_checks(ev, m, r, eps_pos)
+            results += _gradient_check(net, r, xs, ys, check.grad_ratio)
+        for e in check.saturation_eps or eps_pos:
+            results += _saturation(net, m, r, x, y, ev, e, check, log)
         out[(m, r)] = results
         failed = sum(not c.passed for c in results)
         log(f"checks {m}/{r}: {len(results) - failed} passed, {failed} failed")
@@ -133,3 +155,73 @@ def _spsa_inputs(net: CNNF, readout: str, x: Tensor, y: Tensor, eps: float,
                    max_batch_size=check.spsa_samples, predict=scored,
                    generator=torch.Generator().manual_seed(seed))
     return res.x_best
+
+
+def _surrogate_checks(ev: Evaluation, m: str, r: str, eps: list[float]) -> list[CheckResult]:
+    """e2e vs the surrogate attacks ("first", "bpda") at every ε > 0 (whole subset)."""
+    out = []
+    for e in eps:
+        e2e = ev.cells.get((m, r, "e2e", e))
+        others = {a: ev.cells[(m, r, a, e)] for a in ("first", "bpda")
+                  if (m, r, a, e) in ev.cells and not ev.cells[(m, r, a, e)].cascade}
+        if e2e is None or not others:
+            continue
+        if e2e.cascade:
+            out.append(CheckResult(f"e2e_not_weaker_than[eps={e:g}]", False,
+                                   "cannot check: e2e ran as a cascade (worst case so far)"))
+            continue
+        out += _named(whitebox_not_weaker(_acc(e2e.correct),
+                                          {a: _acc(c.correct) for a, c in others.items()},
+                                          len(e2e.correct)), f"eps={e:g}")
+    return out
+
+
+def input_gradient(net: CNNF, target: str, readout: str, x: Tensor, y: Tensor) -> Tensor:
+    """∇ₓ of the cross-entropy of ``target`` ("e2e": the scored readout; "first": pass 0)."""
+    loss_fn, _ = build_target(net, target, readout)
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(xg, y).sum(), [xg])
+    return grad
+
+
+def _gradient_check(net: CNNF, r: str, x: Tensor, y: Tensor, ratio: float) -> list[CheckResult]:
+    return gradients_not_vanishing(input_gradient(net, "e2e", r, x, y),
+                                   input_gradient(net, "first", r, x, y), ratio,
+                                   "gradients_not_vanishing[e2e/first]")
+
+
+def strongest(attacks: list[str]) -> str | None:
+    """The strongest gradient attack among ``attacks``: APGD, else e2e-sum, e2e, any PGD."""
+    order = list(STRONG) + ["e2e-sum", "e2e"] + [a for a in attacks if a in TARGETS]
+    return next((a for a in order if a in attacks), None)
+
+
+def _saturation(net: CNNF, m: str, r: str, x: Tensor, y: Tensor, ev: Evaluation, e: float,
+                check: CheckConfig, log: Callable[[str], None]) -> list[CheckResult]:
+    """The strongest attack with ``saturation_factor``× steps and restarts on the images of the
+    first ``saturation_n`` that every attack left correct: does the worst case move?"""
+    cfg: EvalConfig = ev.config
+    attack = strongest(ev.attacks(m, r))
+    if attack is None or (m, r, attack, e) not in ev.cells:
+        return []
+    k = min(check.saturation_n, len(y))
+    robust = worst_case({a: c.correct for (mm, rr, a, ee), c in ev.cells.items()
+                         if (mm, rr, ee) == (m, r, e)})[:k]
+    f = check.saturation_factor
+    steps = f * (cfg.apgd_steps if attack in STRONG else cfg.steps)
+    restarts = f * (cfg.apgd_restarts if attack in STRONG else cfg.restarts)
+    idx = robust.nonzero().squeeze(1)
+    broken = 0
+    for i, start in enumerate(range(0, len(idx), cfg.batch_size)):
+        rows = idx[start:start + cfg.batch_size]
+        xa = attack_inputs(net, attack, r, x[rows], y[rows], e, cfg,
+                           cell_seed(cfg.seed, m, r, attack, e, "saturation", i),
+                           steps=steps, restarts=restarts)
+        broken += int((~score(net, r, xa, y[rows])[0]).sum())
+    acc = _acc(robust)
+    log(f"saturation {m}/{r} eps={e:g}: {attack} ×{f} broke {broken} of {len(idx)} survivors")
+    what = (f"{attack} with {steps} steps and {restarts} restarts ({f}×) on the {len(idx)} "
+            f"images of the first {k} that survived every attack, {broken} broken")
+    return _named(attack_saturated(acc, acc - broken / k, check.saturation_tol, what),
+                  f"{attack}, eps={e:g}")
