@@ -46,16 +46,21 @@ def add_common(p: argparse.ArgumentParser, *, out: str | None, n_examples: int,
     p.add_argument("--eps", type=floats, default=tuple(eps),
                    help="L∞ budgets in [0, 1] pixel units, comma separated")
     p.add_argument("--attacks", type=names, default=tuple(attacks),
-                   help="comma separated: first, e2e, e2e-sum, bpda, transfer")
+                   help="comma separated: first, e2e, e2e-sum, bpda, apgd-sum, transfer")
     p.add_argument("--readouts", type=names, default=tuple(readouts),
                    help="scored readouts of CNN-F models: last, avg")
     p.add_argument("--steps", type=int, default=_EVAL.steps, help="PGD steps")
     p.add_argument("--step-scale", type=float, default=_EVAL.step_scale,
                    help="PGD step = step_scale · ε / steps")
     p.add_argument("--restarts", type=int, default=_EVAL.restarts, help="PGD restarts")
-    p.add_argument("--cascade", type=names, default=(),
+    p.add_argument("--apgd-steps", type=int, default=_EVAL.apgd_steps,
+                   help="iterations of the strong attack apgd-sum (APGD on the sum over passes)")
+    p.add_argument("--apgd-restarts", type=int, default=_EVAL.apgd_restarts,
+                   help="restarts of apgd-sum (each on the images not yet broken)")
+    p.add_argument("--cascade", type=names, default=("apgd-sum",),
                    help="attacks run only on images every earlier attack left correct "
-                        "(AutoAttack-style; the min column is the same worst case), e.g. e2e-sum,bpda")
+                        "(AutoAttack-style; the min column is the same worst case; such a column "
+                        "is the worst case so far), e.g. e2e-sum,bpda,apgd-sum")
     p.add_argument("--batch-size", type=int, default=_EVAL.batch_size)
     p.add_argument("--seed", type=int, default=0, help="subset and random starts")
     p.add_argument("--check-n", type=int, default=check.n,
@@ -67,6 +72,11 @@ def add_common(p: argparse.ArgumentParser, *, out: str | None, n_examples: int,
     p.add_argument("--check-restarts", type=int, default=check.restarts)
     p.add_argument("--large-steps", type=int, default=check.large_steps,
                    help="PGD steps of the large-ε check")
+    p.add_argument("--saturation-n", type=int, default=check.saturation_n,
+                   help="saturation check: the strongest attack with 2× steps and restarts on "
+                        "the survivors among the first N images (0 skips it)")
+    p.add_argument("--saturation-eps", type=floats, default=check.saturation_eps,
+                   help="budgets of the saturation check (default: every ε > 0)")
     p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
     p.add_argument("--strip-n", type=int, default=6, help="images in the repair strips")
     p.add_argument("--data-dir", default=None)
@@ -128,15 +138,18 @@ def evaluate_from_args(args, models: dict, header: dict) -> int:
     cnn = next((m for m, net in models.items() if net.cycles == 0), None)
     attacks = tuple(a for a in args.attacks if a != "transfer" or cnn is not None)
     config = EvalConfig(eps=args.eps, attacks=attacks, readouts=args.readouts,
-                        cascade=tuple(a for a in args.cascade if a in attacks),
+                        cascade=tuple(a for a in args.cascade if a in attacks[1:]),
                         steps=args.steps, step_scale=args.step_scale, restarts=args.restarts,
+                        apgd_steps=args.apgd_steps, apgd_restarts=args.apgd_restarts,
                         batch_size=args.batch_size, seed=args.seed, transfer_from=cnn)
     check = None if args.no_checks else CheckConfig(
         n=args.check_n, large_steps=args.large_steps, restarts=args.check_restarts,
-        spsa_n=args.spsa_n, spsa_samples=args.spsa_samples, spsa_steps=args.spsa_steps)
+        spsa_n=args.spsa_n, spsa_samples=args.spsa_samples, spsa_steps=args.spsa_steps,
+        saturation_n=args.saturation_n, saturation_eps=args.saturation_eps)
     print(f"evaluating {', '.join(models)} on {len(y)} Fashion-MNIST test images "
           f"(seed {args.seed}); eps (pixel units) = {', '.join(f'{e:g}' for e in args.eps)}; "
-          f"attacks = {', '.join(attacks)}; PGD-{args.steps}, {args.restarts} restart(s)",
+          f"attacks = {', '.join(attacks)}; PGD-{args.steps}, {args.restarts} restart(s); "
+          f"APGD-{args.apgd_steps}, {args.apgd_restarts} restart(s)",
           flush=True)
     header = dict(header, dataset="fashion-mnist", subset_seed=args.seed,
                   subset_indices=idx.tolist(), eps_pixel=list(args.eps),

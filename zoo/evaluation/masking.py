@@ -136,7 +136,7 @@ def run_checks(models: Mapping[str, CNNF], x: Tensor, y: Tensor, ev: Evaluation,
         if net.cycles:
             results += _surrogate_checks(ev, m, r, eps_pos)
             results += _gradient_check(net, r, xs, ys, check.grad_ratio)
-        for e in check.saturation_eps or eps_pos:
+        for e in (check.saturation_eps or eps_pos) if check.saturation_n > 0 else ():
             results += _saturation(net, m, r, x, y, ev, e, check, log)
         out[(m, r)] = results
         failed = sum(not c.passed for c in results)

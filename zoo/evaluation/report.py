@@ -148,6 +148,7 @@ def markdown(ev: Evaluation, cycles: Mapping[str, int], recs: Sequence[dict],
              + (f" Cascade ({', '.join(cfg.cascade)}): run only on the images every earlier "
                 f"attack of the row left correct (the `min` column is the same worst case)."
                 if cfg.cascade else ""), "",
+             *_warnings(recs),
              "## Worst-case (`min`) accuracy vs ε", "",
              "| model | readout | worst case over | " + " | ".join(f"ε={e:g}" for e in eps)
              + " |", "|---|---|---|" + "---|" * len(eps)]
@@ -199,6 +200,15 @@ def markdown(ev: Evaluation, cycles: Mapping[str, int], recs: Sequence[dict],
                   f"channels): perturbed {d['cos_perturbed']:.3f}; rendering after cycle "
                   + ", ".join(f"{i + 1}: {c:.3f}" for i, c in enumerate(d["cos_renderings"]))]
     return "\n".join(lines) + "\n"
+
+
+def _warnings(recs: Sequence[dict]) -> list[str]:
+    """A warning paragraph naming every failed check (empty when all passed)."""
+    failed = [d for d in recs if d["kind"] == "check" and not d["passed"]]
+    if not failed:
+        return []
+    return [f"**Warning: {len(failed)} gradient-masking check(s) failed** (details below): "
+            + ", ".join(f"{d['model']}/{d['readout']} {d['name']}" for d in failed) + ".", ""]
 
 
 def _feedback_share(ev, cycles, cells, wc) -> list[str]:
