@@ -1,7 +1,8 @@
 """The benchmark suite of issue 7: configurations, side-by-side measurements, targets, growth.
 
-For each configuration (the Fashion-MNIST CNN-F at feedback level 2, the WRN-40-2 CNN-F at
-level 5) and in one run: (a) plain forward, ours at 0 cycles vs the reference CNN in NCHW and
+For each configuration (the Fashion-MNIST CNN-F at feedback level 2 in exact mode and, as
+bundled, in the original-compatible mode with its trained weights; the WRN-40-2 CNN-F at level 5)
+and in one run: (a) plain forward, ours at 0 cycles vs the reference CNN in NCHW and
 channels-last; (b) CNN-F inference at several cycle counts; (c) one training step, clean (CE at
 every pass) and adversarial (PGD-7 generation on the first pass, then CNN-F's loss); (d) the
 numpy float64 engine vs the torch float64 engine at the same batch; peak memory of inference.
@@ -53,16 +54,24 @@ class Config:
     numpy_cycles: int = 2
     growth: bool = False
     hybrid: bool = False
+    targets: bool = True
 
 
 def default_configs(quick: bool) -> list[Config]:
-    """Fashion-MNIST (batch 256, ind 2, cycles 0/1/2/5, training at 5) and WRN-40-2 (batch 64,
+    """Fashion-MNIST (batch 256, ind 2, cycles 0/1/2/5, training at 5) in exact mode and, as the
+    bundled ``fashion_cnnf`` (its card's architecture and weights), in the original-compatible
+    mode (no issue-7 targets: they are stated for the exact engine), and WRN-40-2 (batch 64,
     ind 5, cycles 2); ``quick`` shrinks batches for CI."""
     from zoo.models.fashion import fashion_cnnf
-    configs = [Config("fashion-mnist", lambda c: fashion_cnnf(cycles=c, ind=2),
-                      batch=32 if quick else 256, cycles=(0, 1, 2, 5), train_cycles=5,
-                      numpy_batch=4 if quick else 16, numpy_cycles=5, growth=True,
-                      hybrid=True)]
+    from zoo.registry import create_model, has_weights
+    fashion = dict(batch=32 if quick else 256, cycles=(0, 1, 2, 5), train_cycles=5,
+                   numpy_batch=4 if quick else 16, numpy_cycles=5)
+    configs = [Config("fashion-mnist", lambda c: fashion_cnnf(cycles=c, ind=2), growth=True,
+                      hybrid=True, **fashion)]
+    if has_weights("fashion_cnnf"):
+        configs.append(Config("fashion-mnist-original", lambda c: create_model(
+            "fashion_cnnf", pretrained=True, cycles=c, mode="original"), targets=False,
+            **fashion))
     try:
         from zoo.models.wrn import cnnf_wrn
     except ImportError:  # the WRN model is optional while it is being written
@@ -156,7 +165,7 @@ def _gflops(macs_per_image: int, batch: int, seconds: float) -> float:
 
 def bench_config(config: Config, *, device: str, repeats: int, quick: bool) -> dict:
     """All measurements of one configuration; see the module docstring."""
-    out: dict = {"name": config.name, "batch": config.batch}
+    out: dict = {"name": config.name, "batch": config.batch, "targets": config.targets}
     s = _setup(config, config.batch, device, config.train_cycles)
     m = cnnf_macs(s.net.dgm, 0)
     out["macs_per_image"] = {"plain": m["plain"], "cycle": m["cycle"],
@@ -301,6 +310,8 @@ def targets(result: dict) -> list[dict]:
     """Each issue-7 target with its measured value and whether it holds."""
     rows = []
     for cfg in result["configs"]:
+        if not cfg.get("targets", True):
+            continue
         n = cfg["name"]
         for c, run in cfg["inference"]["runs"].items():
             rows.append(_target(f"{n} inference cycles={c} GFLOP/s ratio", run["gflops_ratio"],

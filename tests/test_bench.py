@@ -116,3 +116,30 @@ def test_cli_writes_json_and_markdown(tmp_path, monkeypatch, capsys):
     data = json.loads((tmp_path / "bench.json").read_text())
     assert data["configs"][0]["name"] == "tiny" and data["quick"] is True
     assert (tmp_path / "bench.md").read_text() in capsys.readouterr().out
+
+
+def test_default_configs_time_the_bundled_original_mode():
+    """Besides the exact engine, the bench times the bundled fashion_cnnf as it is used: its
+    card's architecture in the original-compatible mode, with its trained weights."""
+    from benchmarks.suite import default_configs
+    from inference import Options
+    from zoo.registry import create_model
+    configs = {c.name: c for c in default_configs(quick=True)}
+    assert configs["fashion-mnist"].build(1).options == Options()
+    original = configs["fashion-mnist-original"]
+    assert not original.targets and original.cycles == (0, 1, 2, 5)
+    net = original.build(2)
+    bundled = create_model("fashion_cnnf", pretrained=True)
+    assert net.cycles == 2 and net.options == Options.original() == bundled.options
+    for k, v in bundled.state_dict().items():
+        assert torch.equal(net.state_dict()[k], v)
+
+
+def test_configs_without_targets_are_timed_but_not_judged():
+    plain = tiny_config()
+    result = run_suite(threads=1, quick=True, repeats=1, with_growth=False,
+                       configs=[Config("untargeted", plain.build, batch=4, cycles=(0, 2),
+                                       train_cycles=2, numpy_batch=2, targets=False)])
+    assert result["configs"][0]["inference"]["runs"][2]["time_s"] > 0
+    assert result["targets"] == []
+    assert "## untargeted" in to_markdown(result)
