@@ -117,3 +117,13 @@ def test_saturation_fails_when_doubling_the_strongest_attack_breaks_more():
     _, weak = _checks(mask=True, attacks=("e2e", "apgd-sum"), apgd_steps=1)
     sat = weak["attack_saturated[apgd-sum, eps=0.1]"]
     assert not sat.passed and "apgd-sum with 2 steps and 2 restarts" in sat.detail
+
+
+def test_cascaded_or_absent_e2e_is_checked_on_the_check_subset():
+    """Without a per-attack e2e column the check runs e2e itself on the first n images."""
+    for attacks, cascade in ((("first", "apgd-sum"), ()), (("first", "e2e"), ("e2e",))):
+        ev, masked = _checks(mask=True, attacks=attacks, cascade=cascade)
+        r = masked["e2e_not_weaker_than[first][eps=0.1]"]
+        assert not r.passed and "n=50" in r.detail
+        _, plain = _checks(mask=False, attacks=attacks, cascade=cascade)
+        assert plain["e2e_not_weaker_than[first][eps=0.1]"].passed
