@@ -39,7 +39,7 @@ def names(text: str) -> tuple[str, ...]:
 
 def add_common(p: argparse.ArgumentParser, *, out: str | None, n_examples: int,
                eps: Sequence[float], attacks: Sequence[str], readouts: Sequence[str],
-               check: CheckConfig) -> None:
+               check: CheckConfig, apgd_restarts: int = _EVAL.apgd_restarts) -> None:
     """Options shared by ``eval`` and ``demo`` (defaults differ)."""
     p.add_argument("--out", default=out, required=out is None, help="output directory")
     p.add_argument("--n-examples", type=int, default=n_examples, help="test images (subset)")
@@ -55,7 +55,7 @@ def add_common(p: argparse.ArgumentParser, *, out: str | None, n_examples: int,
     p.add_argument("--restarts", type=int, default=_EVAL.restarts, help="PGD restarts")
     p.add_argument("--apgd-steps", type=int, default=_EVAL.apgd_steps,
                    help="iterations of the strong attack apgd-sum (APGD on the sum over passes)")
-    p.add_argument("--apgd-restarts", type=int, default=_EVAL.apgd_restarts,
+    p.add_argument("--apgd-restarts", type=int, default=apgd_restarts,
                    help="restarts of apgd-sum (each on the images not yet broken)")
     p.add_argument("--cascade", type=names, default=("apgd-sum",),
                    help="attacks run only on images every earlier attack left correct "
