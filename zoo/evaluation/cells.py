@@ -57,6 +57,7 @@ def cell_record(key: tuple, cell: Cell) -> dict[str, Any]:
                 correct=_bits(cell.correct), pass_correct=_bits(cell.pass_correct),
                 pass_shape=list(cell.pass_correct.shape),
                 attacked=None if cell.attacked is None else _bits(cell.attacked),
+                cascade=list(cell.cascade),
                 x_adv=base64.b64encode(x.numpy().tobytes()).decode(), x_shape=list(x.shape))
 
 
@@ -68,7 +69,8 @@ def cell_from_record(rec: Mapping[str, Any]) -> tuple[tuple, Cell]:
     return (m, r, a, float(e)), Cell(
         _unbits(rec["correct"], [n]), _unbits(rec["pass_correct"], rec["pass_shape"]),
         torch.from_numpy(x.copy()), rec["seconds"],
-        None if rec["attacked"] is None else _unbits(rec["attacked"], [n]))
+        None if rec["attacked"] is None else _unbits(rec["attacked"], [n]),
+        tuple(rec["cascade"]))
 
 
 class CellLog:

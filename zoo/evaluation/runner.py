@@ -231,7 +231,9 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
     if "transfer" in config.attacks and source is None:
         raise ValueError("attack 'transfer' needs a gradient attack among the attacks")
     for m, r in rows:
-        out.clean[(m, r)] = torch.cat([score(models[m], r, x[s], y[s])[0] for s in batches])
+        with torch.no_grad():
+            out.clean[(m, r)] = torch.cat([models[m](x[s], readout=r).argmax(1) == y[s]
+                                           for s in batches])
     bar = tqdm(total=total, disable=None if progress is None else not progress, unit="pass",
                smoothing=0.1, dynamic_ncols=True)
     try:
