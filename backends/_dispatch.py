@@ -1,4 +1,5 @@
-"""Backend dispatch on the array type, einops-style: a cached type lookup, lazy framework imports."""
+"""Backend dispatch on the array type (as einops does it): a cached type lookup, lazy framework
+imports."""
 from __future__ import annotations
 
 import sys

@@ -101,7 +101,7 @@ class TorchBackend(Backend):
 
     def pool_place(self, g: Array, t: Array, k: int) -> Array:
         if torch.is_grad_enabled() and g.requires_grad:
-            return _PoolPlace.apply(g, t, k)
+            return _PoolPlace.apply(g, t, k, self)
         return self._place(g, t, k)
 
     def _place(self, g: Array, t: Array, k: int) -> Array:
@@ -321,18 +321,12 @@ class _PoolPlace(torch.autograd.Function):
     sum of the one-hot product, which is the same numbers computed ~10× slower)."""
 
     @staticmethod
-    def forward(ctx, g, t, k):
+    def forward(ctx, g, t, k, ops):
         ctx.save_for_backward(t)
-        ctx.k = k
-        ops = _backend()
+        ctx.k, ctx.ops = k, ops
         return ops._place(g, t, k)
 
     @staticmethod
     def backward(ctx, grad):
         (t,) = ctx.saved_tensors
-        return _backend().pool_select(grad, t, ctx.k), None, None
-
-
-def _backend() -> TorchBackend:
-    from ._dispatch import backend_by_name
-    return backend_by_name("torch")
+        return ctx.ops.pool_select(grad, t, ctx.k), None, None, None

@@ -1,6 +1,6 @@
 """The glibc allocator effect on a large training step (issue 7 §2): the same Fashion-MNIST
 CNN-F training step timed in fresh processes with and without ``MALLOC_TRIM_THRESHOLD_`` /
-``MALLOC_MMAP_THRESHOLD_`` (which ``dgm`` sets by default, see ``zoo.cli``), alternating A/B
+``MALLOC_MMAP_THRESHOLD_`` (which ``dgm`` sets by default, see ``zoo.allocator``), alternating A/B
 processes so that both see the same machine load.
 
 Run: ``python -m benchmarks.allocator --batch 256 --cycles 5 --threads 2 --pairs 2``.
@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from zoo.cli import KEEP_MALLOC as KEEP
+from zoo.allocator import KEEP_MALLOC as KEEP
 
 
 def child(batch: int, cycles: int, threads: int, steps: int) -> dict:

@@ -1,9 +1,8 @@
 """Likelihood diagnostics from Python: what the exact engine and CNN-F's heuristics do to the log
 joint, step by step and term by term, on a few Fashion-MNIST test images (clean and PGD).
 
-The model is the bundled ``fashion_cnnf`` when its weights are present, else the weights given
-with ``--checkpoint`` (a ``dgm train`` checkpoint or a ``.safetensors`` export), else a random
-initialisation. τ² = σ²/9 keeps the observation term, so the objective depends on the image.
+The model is ``--model`` (``fashion_cnnf``) with the hub's weights, or with the weights given by
+``--checkpoint`` (a ``dgm train`` checkpoint ``.pt`` or a ``.safetensors`` export). τ² = σ²/9 keeps the observation term, so the objective depends on the image.
 
 Prints the summary table, then, for the largest single-step decrease of the heuristics, which
 terms of the log joint moved; writes the full report (JSONL, summary.md, figures) to ``--out``.
@@ -17,9 +16,10 @@ import argparse
 
 import torch
 
-from zoo.commands.diagnose import load_net
 from zoo.data import FASHION_MNIST_CLASSES, load_fashion_mnist
 from zoo.diagnostics import diagnose, format_summary, with_noise, write_report
+from zoo.models import create_model
+from zoo.training import load_trained
 
 
 def main() -> None:
@@ -31,7 +31,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    net, source = load_net(args.model, args.checkpoint, untrained=False)
+    if args.checkpoint and args.checkpoint.endswith(".pt"):
+        net, source = load_trained(args.checkpoint, args.model), args.checkpoint
+    else:
+        net = create_model(args.model, pretrained=args.checkpoint or True)
+        source = args.checkpoint or "the hub's weights"
     model = with_noise(net.dgm, tau2=net.dgm.sigma2 / 9)
     params = {k: v.detach().double() for k, v in net.params().items()}  # float64: tight test
     images, labels = load_fashion_mnist("test")

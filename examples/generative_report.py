@@ -25,7 +25,7 @@ import torch
 
 
 def _load(args):
-    from zoo.registry import create_model
+    from zoo.models import create_model
     from zoo.training import TrainConfig, get_recipe, load_checkpoint
     if args.weights:
         return create_model("fashion_dgm", pretrained=args.weights)
@@ -69,7 +69,7 @@ def main() -> None:
 
     from zoo.data import load_fashion_mnist
     from zoo.evaluation import generative as G
-    from zoo.registry import create_model
+    from zoo.models import create_model
     from zoo.training import evaluate
 
     out = Path(args.out)

@@ -8,9 +8,10 @@ from dgm import State
 from ._blocks import joint_step, t_step, y_step, z_step
 from ._classify import class_map_states, class_scores, evidence_state
 from ._engine import alternating_map
-from ._options import Options
+from ._options import PRESETS, Options, preset
 from ._trajectory import Result, Step, Trajectory
 
-__all__ = ["Options", "Result", "State", "Step", "Trajectory", "alternating_map",
-           "class_map_states", "class_scores", "evidence_state", "joint_step", "t_step",
-           "y_step", "z_step"]
+
+__all__ = ["Options", "PRESETS", "Result", "State", "Step", "Trajectory", "alternating_map",
+           "class_map_states", "class_scores", "evidence_state", "joint_step", "preset",
+           "t_step", "y_step", "z_step"]

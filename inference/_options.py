@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from backends import DGMError
+from backends import ConfigError, DGMError
 
 _CHOICES = {
     "feedback": ("onehot", "softmax", "logits"),
@@ -72,3 +72,22 @@ class Options:
 
     def with_(self, **changes) -> "Options":
         return replace(self, **changes)
+
+
+PRESETS: dict[str, Options] = {
+    "exact": Options(),
+    "original": Options.original(),
+    "guarded": Options.original().with_(guard=True),
+    "soft": Options(feedback="softmax"),
+}
+"""The named engine settings used by models (``mode``), diagnostics (variants) and the CLI:
+"exact" the exact alternating MAP; "original" CNN-F's released heuristics; "guarded" those
+heuristics with each step accepted only if J does not decrease; "soft" the exact engine with
+soft (softmax) class feedback (§4.4)."""
+
+
+def preset(name: str) -> Options:
+    """The options of preset ``name`` (a key of :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ConfigError(f"mode must be an engine preset ({', '.join(PRESETS)}), got {name!r}")
+    return PRESETS[name]

@@ -108,7 +108,7 @@ def test_suite_runs_and_writes(tmp_path):
 
 
 def test_cli_writes_json_and_markdown(tmp_path, monkeypatch, capsys):
-    from zoo.commands import bench
+    from zoo.cli import bench
     monkeypatch.setattr("benchmarks.suite.default_configs", lambda quick: [tiny_config()])
     args = argparse.Namespace(threads=1, device="cpu", out=str(tmp_path), quick=True, repeats=1,
                               only=None, no_growth=True)

@@ -197,7 +197,7 @@ def test_cli_convert_list_card(wrn_sd, tmp_path, monkeypatch, capsys):
     assert cli(["zoo", "convert", str(src), str(out), "--arch", "wrn"]) == 0
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["arch"]["ind"] == 5 and card["arch"]["head"] == "nearest"
-    from zoo.registry import create_model
+    from zoo.models import create_model
     net = create_model("cnnf_wrn_40_2", pretrained=str(out))
     assert net.readout == "avg" and net.options.feedback == "logits"
     x = torch.rand(2, 3, 32, 32) * 2 - 1

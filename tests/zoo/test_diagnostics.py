@@ -42,7 +42,7 @@ def setup():
 def traces(setup):
     model, params, x, y = setup
     return {name: trace(model, params, x, y, options=VARIANTS[name], variant=name, cycles=6)
-            for name in VARIANTS}
+            for name in ("exact", "original", "guarded")}
 
 
 def test_terms_sum_to_total_and_match_the_engine_objective(traces):

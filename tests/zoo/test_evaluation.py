@@ -13,7 +13,7 @@ from PIL import Image
 
 from dgm import DGM
 from dgm import layers as L
-from inference import Options
+from inference import preset
 from zoo.attacks import mcnemar_exact, wilson_interval
 from zoo.cli import build_parser
 from zoo.evaluation import (ATTACKS, TARGETS, CheckConfig, EvalConfig, attack_inputs, bpda_surrogate,
@@ -37,8 +37,7 @@ def tiny(cycles: int, mode: str = "exact", norm: str = "none", seed: int = 0) ->
     layers = [L.Conv2d(1, 3, 3, padding=1), L.Switch(3), L.MaxPool(2), L.Flatten(),
               L.Dense(27, 8), L.Switch(8)]
     model = DGM(layers, classes=3, input_shape=(1, 6, 6), norm=norm)
-    options = Options() if mode == "exact" else Options.original()
-    return CNNF(model, cycles=cycles, options=options, seed=seed).eval()
+    return CNNF(model, cycles=cycles, options=preset(mode), seed=seed).eval()
 
 
 def data(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -228,7 +228,7 @@ def test_cli_end_to_end_and_errors(tmp_path, capsys):
 
 
 def test_canonical_labels_must_follow_the_test_order(tmp_path):
-    from zoo.commands.eval_corruptions import _canonical
+    from zoo.cli.eval_corruptions import _canonical
     d = tmp_path / "CIFAR-10-C"
     d.mkdir()
     np.save(d / "labels.npy", np.tile(np.arange(4, dtype=np.uint8), 5))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from backends import ConfigError
 from dgm import DGM
 from dgm import layers as L
-from inference import Options
+from inference import preset
 from zoo.models.cnnf import CNNF
 from zoo.training import (RECIPES, Recipe, TrainConfig, adversarial_loss, clean_loss,
                           load_checkpoint, poly_lr, train)
@@ -25,8 +25,7 @@ torch.set_num_threads(1)
 def _tiny(config) -> CNNF:
     model = DGM([L.Conv2d(1, 3, 3, padding=1), L.Switch(3), L.MaxPool(2), L.Flatten(),
                  L.Dense(3 * 3 * 3, 6), L.Switch(6)], classes=3, input_shape=(1, 6, 6))
-    options = Options() if config.mode == "exact" else Options.original()
-    return CNNF(model, cycles=config.cycles, options=options, seed=config.seed)
+    return CNNF(model, cycles=config.cycles, options=preset(config.mode), seed=config.seed)
 
 
 def _data(split, data_dir):
@@ -163,12 +162,21 @@ def test_cli_trains_exports_and_the_weights_reload(tmp_path, tiny):
     assert main(argv) == 0
     card = json.loads(prefix.with_suffix(".json").read_text())
     assert card["arch"]["cycles"] == 0 and card["training"]["steps"] == 4
+    assert card["threat_model"].startswith("Trained on clean images only")
     assert card["training"]["command"] == (f"dgm train tiny --out {out} --batch-size 8 "
                                            f"--export {prefix} --name tiny_cnn --no-progress")
     net = _tiny(TrainConfig(cycles=0))
     assert load_weights(net, f"{prefix}.safetensors")["sha256"] == card["sha256"]
     best = load_checkpoint(out / "best.pt")["model"]
     assert all(torch.equal(best[k], v) for k, v in net.state_dict().items())
+
+
+def test_the_card_says_whether_the_run_was_adversarial():
+    from zoo.training.export import threat_model
+    clean = threat_model({"adversarial": False})
+    adv = threat_model({"adversarial": True, "pgd_steps": 7, "eps": 0.2, "pgd_step_size": 0.071})
+    assert clean.startswith("Trained on clean images only") and "clean images" not in adv
+    assert adv.startswith("Adversarially trained: L-inf PGD-7") and "eps 0.2, step 0.071" in adv
 
 
 def test_exact_feedback_logits_are_quadratic_in_the_head_scale():

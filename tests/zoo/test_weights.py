@@ -1,4 +1,4 @@
-"""zoo.weights and zoo.registry: round trip, sha256 always checked, clear errors for missing,
+"""zoo.weights and the model hub (zoo.models.hub): round trip, sha256 always checked, clear errors for missing,
 corrupt and mismatched files, resolution order, registry names and close-match suggestions."""
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import torch
 from backends import DGMError, WeightsError
 from dgm import DGM
 from dgm import layers as L
+from inference import Options
 from zoo import weights as W
+from zoo.models import hub
 from zoo.models.cnnf import CNNF
-from zoo import registry
-from zoo.registry import create_model, list_models, register_model
+from zoo.models.hub import create_model, list_models, register_model
 
 torch.set_num_threads(1)
 
@@ -155,7 +156,7 @@ def test_non_finite_weights_are_refused(tmp_path, bad):
 
 
 def test_registry_names_suggestions_and_duplicates(monkeypatch):
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    monkeypatch.setattr(hub, "_MODELS", dict(hub._MODELS))
 
     def extra():
         return tiny()
@@ -187,3 +188,48 @@ def test_bundled_weights_verify(name):
         pytest.skip(f"{name} has no bundled weights")
     net = create_model(name, pretrained=True)
     assert net.card["sha256"] == W.sha256_file(W.resolve_weights(f"{name}.safetensors"))
+
+
+def test_tags_name_their_files_and_load_the_tagged_weights():
+    assert hub.weights_file("fashion_cnnf") == "fashion_cnnf.safetensors"
+    assert hub.weights_file("fashion_cnnf.exact") == "fashion_cnnf_exact.safetensors"
+    if not hub.has_weights("fashion_cnnf.exact"):
+        pytest.skip("no bundled fashion_cnnf_exact weights")
+    assert "fashion_cnnf.exact" in list_models(pretrained=True)
+    card = json.loads((W.BUNDLED_DIR / "fashion_cnnf_exact.json").read_text())
+    for net in (create_model("fashion_cnnf.exact", pretrained=True),
+                create_model("fashion_cnnf", pretrained="exact")):
+        assert net.card["sha256"] == card["sha256"]
+        assert net.options == Options() and net.cycles == card["arch"]["cycles"]
+    with pytest.raises(DGMError, match="no weights tag 'fast'.*exact"):
+        create_model("fashion_cnnf.fast", pretrained=True)
+
+
+def test_every_model_function_takes_pretrained(tmp_path, monkeypatch):
+    import zoo
+    net = zoo.fashion_cnn(seed=3)
+    path = tmp_path / "cnn.safetensors"
+    W.save_weights(net, path, {"arch": {"cycles": 0}})
+    for fn in (zoo.fashion_cnn, zoo.fashion_cnnf):
+        loaded = fn(pretrained=path)
+        assert loaded.card["sha256"] == W.sha256_file(path) and loaded.is_cnn
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                      loaded.state_dict().values()))
+    monkeypatch.setenv(W.ENV_VAR, str(tmp_path / "env"))
+    with pytest.raises(WeightsError, match="cnnf_wrn_40_2.safetensors"):
+        zoo.create_model("cnnf_wrn_40_2", pretrained=True)
+
+
+def test_load_trained_builds_the_run_model(tmp_path):
+    from zoo.training import load_trained, save_checkpoint
+    net = create_model("fashion_cnnf", cycles=1, ind=1, seed=4)
+    config = {"dataset": "fashion-mnist", "cycles": 1, "ind": 1, "norm": "frozen",
+              "mode": "exact", "readout": "avg", "seed": 0}
+    save_checkpoint(tmp_path / "best.pt", {"model": net.state_dict(), "config": config})
+    by_recipe = load_trained(tmp_path / "best.pt")
+    by_name = load_trained(tmp_path / "best.pt", "fashion_cnnf")
+    for got in (by_recipe, by_name):
+        assert (got.cycles, got.readout) == (1, "avg")
+        assert len(got.dgm.encoder) == len(net.dgm.encoder)
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                      got.state_dict().values()))

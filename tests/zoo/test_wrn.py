@@ -15,7 +15,7 @@ from backends import WeightsError
 from dgm import layers as L
 from zoo.convert import recut
 from zoo.models.wrn import cnnf_wrn, wrn_blocks, wrn_dgm
-from zoo.registry import has_weights
+from zoo.models.hub import has_weights
 
 torch.set_num_threads(1)
 

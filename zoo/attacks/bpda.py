@@ -9,17 +9,16 @@ differentiable *surrogate*.  :func:`straight_through` builds such a function:
 
 i.e. ``surrogate(x) + (forward(x) - surrogate(x)).detach()``.
 
-For CNN-F the surrogate is provided by the model, e.g. the iterative inference with the
-feedback (generative) pass treated as the identity, so the attack differentiates only the
-feedforward path while being scored on the full feedback readout.  The classic use on a
-non-differentiable preprocessing ``g`` is ``straight_through(g, lambda x: x)`` composed
-with the classifier.
+For CNN-F the evaluation's "bpda" target (``zoo.evaluation.targets.bpda_surrogate``) keeps the
+value of the scored readout after every feedback cycle and takes the gradient of the network
+with the latents (switches, pool positions) of the finished inference held fixed and the
+h-update treated as the identity. The classic use on a non-differentiable preprocessing ``g``
+is ``straight_through(g, lambda x: x)`` composed with the classifier.
 
-Typical use::
+Typical use (``full`` and ``surrogate`` map ``x`` to logits of the same shape)::
 
-    logits_fn = straight_through(model.full_logits, model.surrogate_logits)
-    res = pgd(ce_loss(logits_fn), x, y, eps=..., step_size=..., steps=...,
-              predict=model.full_logits)
+    logits_fn = straight_through(full, surrogate)
+    res = pgd(ce_loss(logits_fn), x, y, eps=..., step_size=..., steps=..., predict=full)
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``diagnose``: the likelihood diagnostics over a batch of real images, clean and PGD-perturbed.
 
 For every batch and every condition ("clean"; "pgd": L∞ PGD on the *first* pass, the plain CNN,
-as in CNN-F's protocol) and every engine variant ("exact": the exact alternating MAP;
-"original": CNN-F's heuristics, ``Options.original()``; "guarded": the heuristics with the
-monotone guard of dgm-math §4.5), run the engine recording every single step (``trace``) and
+as in CNN-F's protocol) and every engine variant (a preset of ``inference.PRESETS``: "exact" the
+exact alternating MAP; "original" CNN-F's heuristics; "guarded" the heuristics with the
+monotone guard of dgm-math §4.5; "soft" soft class feedback), run the engine recording every single step (``trace``) and
 collect the records; then summarise them (``summarize``).
 
 Requirements: torch tensors (the attack needs autograd); float64 parameters make the decrease
@@ -21,17 +21,14 @@ import torch
 from tqdm.auto import tqdm
 
 from dgm import DGM
-from inference import Options
+from inference import PRESETS, Options
 from zoo.attacks import ce_loss, pgd
 
 from ._records import RunRecord, StepRecord, to_numpy, trace
 from ._summary import summarize
 
-VARIANTS: dict[str, Options] = {
-    "exact": Options(),
-    "original": Options.original(),
-    "guarded": Options.original().with_(guard=True),
-}
+VARIANTS: dict[str, Options] = PRESETS
+"""The engine variants a diagnosis can run: the named presets of ``inference.PRESETS``."""
 CONDITIONS = ("clean", "pgd")
 
 

@@ -25,14 +25,9 @@ from backends import get_backend
 from dgm.handlers import seed as seeded
 from dgm.program import generative_program
 
+from zoo.plotting import pyplot
+
 from ._records import StepRecord, to_numpy
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _curves(steps: Sequence[StepRecord], value, relative: bool = True
@@ -78,7 +73,7 @@ def _band(ax, pos, values, label):
 
 def _band_panels(curves, path, title: str, ylabel: str, zero_line: bool) -> None:
     """One panel per condition with each variant's median and 10–90 % band over cycles."""
-    plt = _plt()
+    plt = pyplot()
     conditions = list(dict.fromkeys(c for _, c in curves))
     fig, axes = plt.subplots(1, len(conditions), figsize=(5.5 * len(conditions), 4),
                              constrained_layout=True, squeeze=False)
@@ -110,7 +105,7 @@ def plot_units(steps: Sequence[StepRecord], path: str | os.PathLike) -> None:
 
 def plot_terms(steps: Sequence[StepRecord], path: str | os.PathLike) -> None:
     """Median change of every log-joint term vs step; rows = variants, columns = conditions."""
-    plt = _plt()
+    plt = pyplot()
     names = list(steps[0].terms) if steps else []
     per_term = {name: _curves(steps, lambda r, n=name: r.terms[n]) for name in names}
     keys = list(next(iter(per_term.values()))) if per_term else []
@@ -137,7 +132,7 @@ def plot_terms(steps: Sequence[StepRecord], path: str | os.PathLike) -> None:
 
 def plot_accuracy(summary: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
     """Accuracy of every pass (0 = plain CNN) for each variant × condition."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
     for row in summary:
         acc = row["accuracy_by_pass"]
@@ -163,7 +158,7 @@ def level0_image(a: np.ndarray) -> np.ndarray:
 
 def plot_repair(example, title: str, path: str | os.PathLike) -> None:
     """Rows = images; columns = input, x̃, rendering g_0 of every cycle, final h."""
-    plt = _plt()
+    plt = pyplot()
     n = len(example.labels)
     cols = [("input", example.x)] + [("x̃", example.x_obs)] + \
         [(f"g0 c{c + 1}", g) for c, g in enumerate(example.renderings)] + \
@@ -214,7 +209,7 @@ def plot_templates(model, params, x, labels, path: str | os.PathLike, class_name
                    seed: int = 0) -> str:
     """Class templates (top row) and ancestral draws of model B (bottom row, g_0 of each draw).
     Returns a one-line note of what was drawn."""
-    plt = _plt()
+    plt = pyplot()
     templates, state = class_templates(model, params, x, labels)
     drawn, drawn_y = ancestral_samples(model, params, state, seed)
     k = model.classes

@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from zoo import plotting
+from zoo.jsonl import write_jsonl
+
 from ._diagnose import Diagnosis
 from ._plots import (plot_accuracy, plot_log_joint, plot_repair, plot_templates, plot_terms,
                      plot_units)
@@ -24,12 +27,6 @@ float32, §4.6). Flips compare pass 0 (plain CNN) with the last pass. G ≠ B: a
 logits vs model B's corrected logits at the same state (§2.2). "pgd": L∞ PGD on the first
 (plain CNN) pass.
 """
-
-
-def write_jsonl(records: Sequence[Any], path: str | os.PathLike) -> None:
-    with open(path, "w") as f:
-        for r in records:
-            f.write(json.dumps(r.to_dict() if hasattr(r, "to_dict") else r) + "\n")
 
 
 def write_report(diagnosis: Diagnosis, out: str | os.PathLike, *, model, params, x, labels,
@@ -51,18 +48,23 @@ def write_report(diagnosis: Diagnosis, out: str | os.PathLike, *, model, params,
              "log_joint": figs / "log_joint.png", "terms": figs / "terms.png",
              "units": figs / "units_changed.png", "accuracy": figs / "accuracy.png",
              "templates": figs / "templates.png"}
-    write_jsonl(diagnosis.steps, paths["steps"])
-    write_jsonl(diagnosis.runs, paths["runs"])
-    plot_log_joint(diagnosis.steps, paths["log_joint"])
-    plot_terms(diagnosis.steps, paths["terms"])
-    plot_units(diagnosis.steps, paths["units"])
-    plot_accuracy(diagnosis.summary, paths["accuracy"])
-    for (variant, condition), example in diagnosis.examples.items():
-        key = f"repair_{variant}_{condition}"
-        paths[key] = figs / f"{key}.png"
-        plot_repair(example, f"{variant} / {condition}: input, x̃, g0 per cycle, final h "
-                             f"(left: label, prediction per pass)", paths[key])
-    template_note = plot_templates(model, params, x, labels, paths["templates"], class_names)
+    write_jsonl(paths["steps"], diagnosis.steps)
+    write_jsonl(paths["runs"], diagnosis.runs)
+    if plotting.available():
+        plot_log_joint(diagnosis.steps, paths["log_joint"])
+        plot_terms(diagnosis.steps, paths["terms"])
+        plot_units(diagnosis.steps, paths["units"])
+        plot_accuracy(diagnosis.summary, paths["accuracy"])
+        for (variant, condition), example in diagnosis.examples.items():
+            key = f"repair_{variant}_{condition}"
+            paths[key] = figs / f"{key}.png"
+            plot_repair(example, f"{variant} / {condition}: input, x̃, g0 per cycle, final h "
+                                 f"(left: label, prediction per pass)", paths[key])
+        template_note = plot_templates(model, params, x, labels, paths["templates"],
+                                       class_names)
+    else:
+        paths = {k: p for k, p in paths.items() if p.parent != figs}
+        template_note = plotting.MISSING
     facts = {**(meta or {}), **diagnosis.config, "seconds": round(diagnosis.seconds, 1),
              "cpu_seconds": round(diagnosis.cpu_seconds, 1),
              "templates": template_note}

@@ -30,10 +30,9 @@ import torch
 from torch import Tensor
 
 from zoo.attacks import accuracy_with_interval, pixel_to_input, spsa
-from zoo.attacks.common import select
 from zoo.models.cnnf import CNNF
 
-from .runner import EvalConfig, attack_inputs, cell_seed, score
+from .runner import EvalConfig, attack_inputs, cell_seed, score, wrong_iterate
 from .targets import build_target
 
 COLUMNS = ("clean", "PGD first", "PGD e2e", "SPSA first", "SPSA e2e", "transfer", "min")
@@ -58,17 +57,14 @@ class TableConfig:
                           batch_size=self.batch_size, seed=self.seed)
 
 
-def _spsa_inputs(net: CNNF, target: str, readout: str, x: Tensor, y: Tensor,
-                 config: TableConfig, seed: int) -> Tensor:
+def _spsa_table_inputs(net: CNNF, target: str, readout: str, x: Tensor, y: Tensor,
+                       config: TableConfig, seed: int) -> Tensor:
     """SPSA on ``target``; per image the final or best iterate the scored readout gets wrong."""
     loss_fn, predict = build_target(net, target, readout)
     res = spsa(loss_fn, x, y, eps=pixel_to_input(config.eps), steps=config.spsa_steps,
                delta=config.spsa_delta, lr=config.spsa_lr, nb_sample=config.spsa_samples,
                predict=predict, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        best_ok = net(res.x_best, readout=readout).argmax(1) == y
-        final_ok = net(res.x_final, readout=readout).argmax(1) == y
-    return select(best_ok & ~final_ok, res.x_final, res.x_best)
+    return wrong_iterate(net, readout, y, res.x_final, res.x_best)
 
 
 def seed_table(cnn: CNNF, cnnf: CNNF, x: Tensor, y: Tensor, config: TableConfig = TableConfig(),
@@ -79,7 +75,7 @@ def seed_table(cnn: CNNF, cnnf: CNNF, x: Tensor, y: Tensor, config: TableConfig 
     ``acc``, ``lo``, ``hi``, ``n``, ``seconds``; None where not applicable), ``min``,
     ``worst_case``.
     """
-    if cnn.cycles != 0:
+    if not cnn.is_cnn:
         raise ValueError(f"cnn must have cycles=0 (the CNN baseline), got {cnn.cycles}")
     for net in (cnn, cnnf):
         net.eval()
@@ -103,12 +99,12 @@ def seed_table(cnn: CNNF, cnnf: CNNF, x: Tensor, y: Tensor, config: TableConfig 
     for label, net, r in (("CNN", cnn, "last"), ("CNN-F (last)", cnnf, "last"),
                           ("CNN-F (avg)", cnnf, "avg")):
         plan = {"clean": lambda s, sd: x[s]}
-        for t in ("first",) if net.cycles == 0 else ("first", "e2e"):
+        for t in ("first",) if net.is_cnn else ("first", "e2e"):
             plan[f"PGD {t}"] = lambda s, sd, t=t, net=net, r=r: attack_inputs(
                 net, t, r, x[s], y[s], config.eps, pgd_cfg, sd)
-            plan[f"SPSA {t}"] = lambda s, sd, t=t, net=net, r=r: _spsa_inputs(
+            plan[f"SPSA {t}"] = lambda s, sd, t=t, net=net, r=r: _spsa_table_inputs(
                 net, t, r, x[s], y[s], config, sd)
-        if net.cycles:
+        if not net.is_cnn:
             plan["transfer"] = lambda s, sd: transfer_x[s]
         cells, outcomes = {}, {}
         for col, fn in plan.items():
@@ -156,58 +152,3 @@ def write_table(rows: list[dict], out: str | Path, config: TableConfig, meta: di
     text = markdown(rows, header)
     (out / "table.md").write_text(text)
     return text
-
-
-# -- ``dgm eval --table cifar10`` ------------------------------------------------------------
-DEFAULT_MODELS = ("cnn_wrn_16_2", "cnnf_wrn_16_2")
-
-
-def add_table_arguments(p) -> None:
-    """Options of ``dgm eval --table cifar10`` (the rest are ``dgm eval``'s: ``--models``,
-    ``--n-examples``, ``--out``, ``--batch-size``, ``--seed``, ``--untrained``, ``--threads``)."""
-    p.add_argument("--table", choices=("cifar10",), default=None,
-                   help="print the seed's CIFAR-10 table (CNN, CNN-F last/avg; clean, PGD and "
-                        "SPSA first/e2e, transfer, min) instead of the ε sweep; --models "
-                        "defaults to cnn_wrn_16_2,cnnf_wrn_16_2")
-    p.add_argument("--table-spsa-samples", type=int, default=TableConfig.spsa_samples,
-                   help="SPSA samples per gradient estimate in the table (seed: 128)")
-    p.add_argument("--table-spsa-steps", type=int, default=TableConfig.spsa_steps,
-                   help="SPSA Adam steps in the table (seed: 7)")
-
-
-def run_table(args) -> int:
-    """``dgm eval --table cifar10``: build the models, run ``seed_table``, print + write it."""
-    import sys
-
-    from zoo.commands.eval import load_models
-    from zoo.data import DataError, load_cifar10
-
-    from .runner import fixed_subset
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    specs = DEFAULT_MODELS if set(args.models) <= {"fashion_cnn", "fashion_cnnf"} else args.models
-    try:
-        models = load_models(specs, args.untrained)
-        x_all, y_all = load_cifar10("test", args.data_dir)
-    except (FileNotFoundError, ValueError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    cnns = [m for m, net in models.items() if net.cycles == 0]
-    cnnfs = [m for m, net in models.items() if net.cycles > 0]
-    if len(cnns) != 1 or len(cnnfs) != 1:
-        print(f"error: --table needs one CNN (0 cycles) and one CNN-F, got {list(models)}",
-              file=sys.stderr)
-        return 2
-    idx = fixed_subset(len(y_all), args.n_examples, args.seed)
-    x, y = torch.from_numpy(x_all[idx]), torch.from_numpy(y_all[idx])
-    config = TableConfig(spsa_samples=args.table_spsa_samples, spsa_steps=args.table_spsa_steps,
-                         batch_size=args.batch_size, seed=args.seed)
-    print(f"CIFAR-10 table: CNN = {cnns[0]}, CNN-F = {cnnfs[0]}, {len(y)} test images",
-          flush=True)
-    rows = seed_table(models[cnns[0]], models[cnnfs[0]], x, y, config,
-                      log=lambda s: print(s, flush=True))
-    meta = {"models": list(specs), "untrained": args.untrained, "subset_indices": idx.tolist(),
-            "cards": {m: getattr(net, "card", {}).get("sha256") for m, net in models.items()}}
-    print(write_table(rows, args.out, config, meta))
-    return 0

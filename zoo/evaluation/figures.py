@@ -1,20 +1,19 @@
-"""PNG figures of an evaluation (matplotlib, Agg): accuracy vs ε, accuracy over feedback
-iterations per ε, and the image-repair strip."""
+"""PNG figures of an evaluation (matplotlib, Agg, imported on first use through
+``zoo.plotting``): accuracy vs ε, accuracy over feedback iterations per ε, and the image-repair
+strip."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
+from zoo.plotting import pyplot
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .repair import Repair  # noqa: E402
+from .repair import Repair
 
 
 def accuracy_vs_eps(recs: Sequence[dict], path: Path) -> None:
     """Left: worst-case accuracy per row with Wilson intervals; right: every attack."""
+    plt = pyplot()
     wc = [d for d in recs if d["kind"] == "worst_case" and d["over"] == "all"]
     cells = [d for d in recs if d["kind"] == "cell"]
     rows = list(dict.fromkeys((d["model"], d["readout"]) for d in wc))
@@ -49,6 +48,7 @@ def accuracy_vs_eps(recs: Sequence[dict], path: Path) -> None:
 def accuracy_over_iterations(recs: Sequence[dict], path: Path) -> bool:
     """Accuracy of pass 0..C per ε under the "first" and "e2e" attacks, per CNN-F row.
     Returns False (and writes nothing) when no row has feedback cycles."""
+    plt = pyplot()
     cells = [d for d in recs if d["kind"] == "cell" and len(d["pass_acc"]) > 1]
     panels = list(dict.fromkeys((d["model"], d["readout"], d["attack"]) for d in cells
                                 if d["attack"] in ("first", "e2e")))
@@ -73,6 +73,7 @@ def accuracy_over_iterations(recs: Sequence[dict], path: Path) -> bool:
 def repair_strip(rep: Repair, title: str, path: Path) -> None:
     """Rows = images; columns = input, perturbed (pixels), f(clean), f(perturbed), then the
     rendering g₀ of each cycle (channel means of the level-0 maps), with cos to f(clean)."""
+    plt = pyplot()
     n, cycles = rep.clean.shape[0], rep.renderings.shape[0]
     cols = 4 + cycles
     fig, axes = plt.subplots(n, cols, figsize=(1.3 * cols, 1.4 * n + 0.8),

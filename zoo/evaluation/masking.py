@@ -79,7 +79,7 @@ def run_checks(models: Mapping[str, CNNF], x: Tensor, y: Tensor, ev: Evaluation,
     for m, r in ev.rows():
         net, results = models[m], []
         attacks = ev.attacks(m, r)
-        grads = [a for a in attacks if a in TARGETS] if net.cycles else \
+        grads = [a for a in attacks if a in TARGETS] if not net.is_cnn else \
             [a for a in attacks if a in TARGETS][:1]
         eps_pos = [e for e in cfg.eps if e > 0]
         n = min(check.n, len(y))
@@ -120,8 +120,8 @@ def run_checks(models: Mapping[str, CNNF], x: Tensor, y: Tensor, ev: Evaluation,
                     _acc(white), {"transfer": _acc(cell("transfer", e))}, len(y)), f"eps={e:g}")
         if check.spsa_n > 0:
             k = min(check.spsa_n, len(y))
-            xa = _spsa_inputs(net, r, x[:k], y[:k], e_max, check,
-                              cell_seed(cfg.seed, m, r, "spsa", e_max))
+            xa = _spsa_best(net, r, x[:k], y[:k], e_max, check,
+                            cell_seed(cfg.seed, m, r, "spsa", e_max))
             white = worst_case({g: cell(g, e_max)[:k] for g in grads})
             results += _named(blackbox_not_stronger(
                 _acc(white), {"spsa": _acc(score(net, r, xa, y[:k])[0])}, k), f"eps={e_max:g}")
@@ -144,7 +144,7 @@ def run_checks(models: Mapping[str, CNNF], x: Tensor, y: Tensor, ev: Evaluation,
     return out
 
 
-def _spsa_inputs(net: CNNF, readout: str, x: Tensor, y: Tensor, eps: float,
+def _spsa_best(net: CNNF, readout: str, x: Tensor, y: Tensor, eps: float,
                  check: CheckConfig, seed: int) -> Tensor:
     """SPSA's strongest iterate per image (margin loss on the scored readout)."""
     scored = lambda z: net(z, readout=readout)  # noqa: E731

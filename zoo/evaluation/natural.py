@@ -29,14 +29,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from backends import DGMError
+from zoo import plotting
 from zoo.attacks import accuracy_with_interval, mcnemar_p
 from zoo.corruptions import (CORRUPTIONS, SEVERITIES, check_images, corrupt, family,
                              parse_corruptions, parse_severities)
 from zoo.models.cnnf import CNNF
 
+from . import natural_figures, natural_report
+from .natural_report import CLEAN
 from .repair import Repair, cosine, psnr, relative_l2, ssim
 
-CLEAN = "clean"
 # canonical corrupted images for (corruption, severity) in [0, 1], or None to generate them
 Canonical = Callable[[str, int], "np.ndarray | None"]
 
@@ -103,14 +105,14 @@ def pixel_space(net: CNNF) -> bool:
 def score_cell(net: CNNF, x_clean: Tensor, x_in: Tensor, y: Tensor, config: NaturalConfig,
                keep: int = 0) -> CellResult:
     """Run ``net`` on ``x_in`` (corrupted, [-1, 1]) in batches; see ``CellResult``."""
-    fp = config.fixed_point and net.cycles > 0
+    fp = config.fixed_point and not net.is_cnn
     bs = min(config.batch_size, 50) if fp else config.batch_size  # (renderings of 50 cycles)
     cycles = config.max_cycles if fp else net.cycles
     parts: list[dict] = []
     for i in range(0, len(y), bs):
         xb, cb = x_in[i:i + bs], x_clean[i:i + bs]
         part: dict = {}
-        if net.cycles == 0:
+        if net.is_cnn:
             passes = net.forward_passes(xb)
         else:
             params = net.params()
@@ -227,7 +229,6 @@ def run_natural(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Natura
     Returns:
         every record written (config, cells, summaries).
     """
-    from . import natural_figures, natural_report
     x01 = check_inputs(models, x, y)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,8 +283,10 @@ def run_natural(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Natura
     recs += summary + [timing]
     table = natural_report.markdown(recs)
     (out / "table.md").write_text(table)
-    paths = natural_figures.write_all(recs, strips, out)
+    paths = natural_figures.write_all(recs, strips, out) if plotting.available() else []
     log(table)
+    if not plotting.available():
+        log(plotting.MISSING)
     log(f"{len(plan) * len(models) * len(y)} image evaluations in {seconds:.0f} s = "
         f"{timing['images_per_s']:.0f} images/s ({torch.get_num_threads()} threads)")
     log("wrote " + ", ".join(str(p) for p in [out / "results.jsonl", out / "table.md"] + paths))

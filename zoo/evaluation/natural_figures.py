@@ -1,5 +1,5 @@
-"""Figures of a natural-corruption evaluation (matplotlib, Agg): accuracy vs severity per
-corruption, accuracy over feedback iterations per family, and the repair strips."""
+"""Figures of a natural-corruption evaluation (matplotlib, Agg, via ``zoo.plotting``): accuracy vs
+severity per corruption, accuracy over feedback iterations per family, and the repair strips."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,14 +7,17 @@ from typing import Mapping, Sequence
 
 from zoo.corruptions import FAMILIES
 
-from .figures import plt, repair_strip
-from .natural import CLEAN
+from zoo.plotting import pyplot
+
+from .figures import repair_strip
+from .natural_report import CLEAN
 from .repair import Repair
 
 
 def accuracy_vs_severity(recs: Sequence[dict], path: Path) -> None:
     """One panel per corruption: accuracy (scored readout; pass 0 dashed for CNN-F models)
     against severity, severity 0 = clean."""
+    plt = pyplot()
     cells = [d for d in recs if d["kind"] == "cell"]
     corrs = list(dict.fromkeys(d["corruption"] for d in cells if d["corruption"] != CLEAN))
     models = list(dict.fromkeys(d["model"] for d in cells))
@@ -44,6 +47,7 @@ def accuracy_vs_severity(recs: Sequence[dict], path: Path) -> None:
 def accuracy_over_iterations(recs: Sequence[dict], path: Path) -> bool:
     """Rows: models with feedback; columns: families; lines: severities (mean over the
     family's corruptions) and clean. False (nothing written) when no model has feedback."""
+    plt = pyplot()
     cells = [d for d in recs if d["kind"] == "cell" and len(d["pass_acc"]) > 1]
     models = list(dict.fromkeys(d["model"] for d in cells))
     if not models:

@@ -16,7 +16,8 @@ from typing import Sequence
 
 from zoo.attacks import mcnemar_p
 
-from .natural import CLEAN
+CLEAN = "clean"
+"""The corruption name of the uncorrupted images (severity 0)."""
 
 Z = 1.96
 

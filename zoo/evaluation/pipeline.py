@@ -14,14 +14,16 @@ import torch
 from torch import Tensor
 
 from backends import ConfigError
+from zoo import plotting
 from zoo._outdir import check_writable
+from zoo.jsonl import write_jsonl
 from zoo.models.cnnf import CNNF
 
 from . import figures
 from .masking import CheckConfig, run_checks
 from .cells import CellLog, run_identity
 from .repair import repair
-from .report import markdown, records, write_jsonl
+from .report import markdown, records
 from .runner import EvalConfig, Evaluation, evaluate
 
 
@@ -81,10 +83,12 @@ def run_evaluation(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Eva
                 threads=torch.get_num_threads(), git=_git_hash())
     recs = records(ev, cycles, checks, repairs)
     meta["seconds"] = round(time.perf_counter() - start, 1)
-    write_jsonl(out / "results.jsonl", meta, recs)
+    write_jsonl(out / "results.jsonl", [dict(kind="config", **meta), *recs])
     table = markdown(ev, cycles, recs, meta)
     (out / "table.md").write_text(table)
-    paths = figures.write_all(recs, repairs, out)
+    paths = figures.write_all(recs, repairs, out) if plotting.available() else []
     log(table)
+    if not plotting.available():
+        log(plotting.MISSING)
     log("wrote " + ", ".join(str(p) for p in [out / "results.jsonl", out / "table.md"] + paths))
     return ev, recs

@@ -90,7 +90,7 @@ def ssim(a: Tensor, ref: Tensor, data_range: float = 2.0) -> Tensor:
 @torch.no_grad()
 def repair(net: CNNF, x: Tensor, x_adv: Tensor) -> Repair:
     """Renderings of ``net`` (cycles ≥ 1) on ``x_adv`` (N, C, H, W) against the clean ``x``."""
-    if net.cycles < 1:
+    if net.is_cnn:
         raise ValueError("repair needs a model with cycles >= 1")
     params = net.params()
     f_clean = net.dgm.encode(params, x)

@@ -12,8 +12,6 @@ attacks; the gradient-masking checks; the repair similarities.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from zoo.attacks import (CheckResult, accuracy_with_interval, format_report, mcnemar_exact,
@@ -110,12 +108,6 @@ def _attacked(attack: str, readout: str, cycles: int, source: str | None) -> str
         return "pass 0"
     return {"e2e": readout, "e2e-sum": "sum of passes", "bpda": f"{readout} (BPDA)",
             "apgd-sum": "sum of passes (APGD)"}[attack]
-
-
-def write_jsonl(path: Path, header: dict, recs: Sequence[dict]) -> None:
-    with open(path, "w") as f:
-        for rec in [dict(kind="config", **header)] + list(recs):
-            f.write(json.dumps(rec) + "\n")
 
 
 def _pct(acc: dict) -> str:

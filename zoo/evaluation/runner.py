@@ -152,7 +152,7 @@ def cell_seed(*parts) -> int:
 
 def model_rows(models: Mapping[str, CNNF], readouts: Sequence[str]) -> list[tuple[str, str]]:
     """(model, readout) rows: a CNN (cycles = 0) is scored on "last" only."""
-    return [(m, r) for m, net in models.items() for r in (readouts if net.cycles else ("last",))]
+    return [(m, r) for m, net in models.items() for r in (("last",) if net.is_cnn else readouts)]
 
 
 def attack_inputs(net: CNNF, target: str, readout: str, x: Tensor, y: Tensor, eps: float,
@@ -174,10 +174,17 @@ def attack_inputs(net: CNNF, target: str, readout: str, x: Tensor, y: Tensor, ep
         res = pgd(loss_fn, x, y, eps=pixel_to_input(eps), step_size=config.step_size(eps, steps),
                   steps=steps, restarts=restarts or config.restarts, predict=predict,
                   generator=generator)
-    with torch.no_grad():
-        best_ok = net(res.x_best, readout=readout).argmax(1) == y
-        final_ok = net(res.x_final, readout=readout).argmax(1) == y
-    return select(best_ok & ~final_ok, res.x_final, res.x_best)
+    return wrong_iterate(net, readout, y, res.x_final, res.x_best)
+
+
+@torch.no_grad()
+def wrong_iterate(net: CNNF, readout: str, y: Tensor, x_final: Tensor, x_best: Tensor
+                  ) -> Tensor:
+    """Per image the attack's final or best iterate, whichever the scored ``readout`` gets
+    wrong (the best one when both or neither are wrong)."""
+    best_ok = net(x_best, readout=readout).argmax(1) == y
+    final_ok = net(x_final, readout=readout).argmax(1) == y
+    return select(best_ok & ~final_ok, x_final, x_best)
 
 
 @torch.no_grad()
@@ -193,7 +200,7 @@ def _cost(net: CNNF, attack: str, eps: float, config: EvalConfig) -> float:
     full = net.cycles + 1
     if eps == 0 or attack == "transfer":
         return full
-    per_step = 2 if attack == "first" or net.cycles == 0 else 3 * full
+    per_step = 2 if attack == "first" or net.is_cnn else 3 * full
     if attack in STRONG:
         return config.apgd_steps * config.apgd_restarts * per_step + 2 * full
     return config.steps * config.restarts * per_step + 2 * full
@@ -305,6 +312,6 @@ def _inherit_broken(cell: Cell, earlier: Sequence[Cell]) -> None:
 def _shared_cell(out: Evaluation, models: Mapping[str, CNNF], m: str, r: str, a: str,
                  e: float, source: str | None) -> Cell | None:
     """For a CNN every gradient target is the plain pass: reuse the cell of ``source``."""
-    if models[m].cycles == 0 and a in TARGETS and a != source:
+    if models[m].is_cnn and a in TARGETS and a != source:
         return out.cells.get((m, r, source, e))
     return None

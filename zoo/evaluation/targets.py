@@ -108,7 +108,7 @@ def build_target(net: CNNF, target: str, readout: str) -> tuple[LossFn, PredictF
         raise ValueError(f"readout must be 'last' or 'avg', got {readout!r}")
     memo = _LastLogits()
     scored = lambda x: net(x, readout=readout)  # noqa: E731
-    if target == "first" or net.cycles == 0:
+    if target == "first" or net.is_cnn:
         first = _memoized(net.first_pass, memo)
         return ce_loss(first), _predict_from(memo, net.first_pass)
     if target == "e2e":

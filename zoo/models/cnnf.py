@@ -55,7 +55,8 @@ class CNNF(nn.Module):
 
     Args:
         model: the DGM (skeleton, encoder, σ², τ², norm mode).
-        cycles: feedback cycles after the plain pass (0 = the CNN baseline).
+        cycles: feedback cycles after the plain pass (0 = the CNN baseline); no default here:
+            each model's factory holds its defaults (cycles, ind, mode, readout).
         options: engine options (exact by default; ``Options.original()`` for CNN-F's recipe).
         readout: "last" (logits of the last pass) or "avg" (mean of all passes' logits).
         seed: parameter initialisation seed.
@@ -67,7 +68,7 @@ class CNNF(nn.Module):
         >>> passes = net.forward_passes(x)     # list of (N, 10), one per pass
     """
 
-    def __init__(self, model: DGM, *, cycles: int = 1, options: Options | None = None,
+    def __init__(self, model: DGM, *, cycles: int, options: Options | None = None,
                  readout: str = "last", seed: int = 0, strict_input: bool = False):
         super().__init__()
         _check_readout(readout)
@@ -78,6 +79,11 @@ class CNNF(nn.Module):
         self.options = options or Options()
         init = model.init("torch", seed=seed, dtype=torch.float32)
         self.weights = nn.ParameterDict({_key(k): nn.Parameter(v) for k, v in init.items()})
+
+    @property
+    def is_cnn(self) -> bool:
+        """Whether this is the CNN baseline: no feedback cycles, every target the plain pass."""
+        return self.cycles == 0
 
     def params(self) -> dict[str, torch.Tensor]:
         """The DGM's parameter dict (names as in ``DGM.param_shapes``)."""

@@ -11,9 +11,10 @@ import math
 
 from dgm import DGM
 from dgm import layers as L
-from inference import Options
+from inference import preset
 
 from .cnnf import CNNF
+from .hub import register_model
 
 
 def _block(cin: int, cout: int, norm: bool, pool: bool) -> list:
@@ -41,18 +42,24 @@ def fashion_dgm(ind: int = 2, norm: str = "frozen", sigma2: float = 1.0,
                input_shape=(1, 28, 28), norm=norm)
 
 
+@register_model(tags=("exact",))
 def fashion_cnnf(cycles: int = 5, ind: int = 2, norm: str = "frozen", mode: str = "exact",
                  readout: str = "last", tau2: float = math.inf, seed: int = 0) -> CNNF:
-    """The Fashion-MNIST CNN-F (``cycles=0``: the CNN baseline).
+    """The Fashion-MNIST CNN-F (``cycles=0``: the CNN baseline); takes ``pretrained``
+    (``zoo.models.hub``): the default weights run CNN-F's heuristics, tag ``exact`` the exact
+    engine (their cards set ``mode``).
 
-    ``mode="exact"``: the exact engine (one-hot feedback, exact h-step, joint blocks);
-    ``mode="original"``: CNN-F's heuristics (logit feedback, η=0.1 damping and blend).
+    ``mode``: a preset of ``inference.PRESETS`` -- "exact" (one-hot feedback, exact h-step,
+    joint blocks) or "original" (CNN-F's heuristics: logit feedback, η=0.1 damping and blend).
     """
-    if mode not in ("exact", "original"):
-        raise ValueError(f"mode must be 'exact' or 'original', got {mode!r}")
-    options = Options() if mode == "exact" else Options.original()
-    return CNNF(fashion_dgm(ind, norm, tau2=tau2), cycles=cycles, options=options,
+    return CNNF(fashion_dgm(ind, norm, tau2=tau2), cycles=cycles, options=preset(mode),
                 readout=readout, seed=seed)
+
+
+@register_model
+def fashion_cnn(**kwargs) -> CNNF:
+    """The Fashion-MNIST CNN baseline: :func:`fashion_cnnf` with 0 feedback cycles."""
+    return fashion_cnnf(**{**kwargs, "cycles": 0})
 
 
 def fashion_pixel_dgm(sigma2: float = 1.0, tau2: float = math.inf) -> DGM:
@@ -65,11 +72,11 @@ def fashion_pixel_dgm(sigma2: float = 1.0, tau2: float = math.inf) -> DGM:
     return DGM(layers, classes=10, sigma2=sigma2, tau2=tau2, input_shape=(1, 28, 28))
 
 
+@register_model(name="fashion_dgm")
 def fashion_pixel_cnnf(cycles: int = 0, mode: str = "exact", readout: str = "last",
                        sigma2: float = 1.0, tau2: float = math.inf, seed: int = 0) -> CNNF:
-    """``fashion_pixel_dgm`` with its inference engine (``cycles=0``: the plain CNN readout)."""
-    if mode not in ("exact", "original"):
-        raise ValueError(f"mode must be 'exact' or 'original', got {mode!r}")
-    options = Options() if mode == "exact" else Options.original()
-    return CNNF(fashion_pixel_dgm(sigma2, tau2), cycles=cycles, options=options,
+    """``fashion_pixel_dgm`` with its inference engine (``cycles=0``: the plain CNN readout),
+    registered as ``fashion_dgm`` (fitted by the hybrid objective, CE + λ·generative; its
+    renderings g_0 are images); ``mode``: a preset of ``inference.PRESETS``."""
+    return CNNF(fashion_pixel_dgm(sigma2, tau2), cycles=cycles, options=preset(mode),
                 readout=readout, seed=seed)

@@ -22,14 +22,13 @@ depth (ind = 1 for WRN-16-2). WRN-40-2 has 2,240,842 unique weights.
 from __future__ import annotations
 
 import math
-import os
 
 from dgm import DGM
 from dgm import layers as L
-from inference import Options
-from zoo.registry import register_model
+from inference import preset
 
 from .cnnf import CNNF
+from .hub import Pretrained, create_model, register_model
 
 HEADS = ("adjoint", "nearest")
 
@@ -86,95 +85,67 @@ def wrn_dgm(depth: int = 40, widen: int = 2, ind: int | None = None, num_classes
                input_shape=(3, 32, 32), norm=norm)
 
 
-DEFAULTS = {"cycles": 2, "ind": None, "norm": "frozen", "mode": "exact", "readout": "last",
-            "head": "adjoint"}
-"""Inference settings used when neither the caller nor a pretrained card sets them."""
-
-
-def cnnf_wrn(depth: int = 40, widen: int = 2, cycles: int | None = None,
-             ind: int | None = None, num_classes: int = 10,
-             pretrained: bool | str | os.PathLike = False, norm: str | None = None,
-             mode: str | None = None, readout: str | None = None, head: str | None = None,
-             seed: int = 0) -> CNNF:
+def cnnf_wrn(depth: int = 40, widen: int = 2, *, pretrained: Pretrained = False,
+             **settings) -> CNNF:
     """The CIFAR-10 wide-ResNet CNN-F (``cycles=0``: its CNN baseline).
-
-    Settings left at None come from the weights' card ``arch`` when ``pretrained`` (so the
-    weights run with the inference they were trained with), else from ``DEFAULTS``.
 
     Args:
         depth, widen: WRN-depth-widen; depth = 6n + 4.
-        cycles: feedback cycles after the plain pass (default 2, the released WRN-40-2).
-        ind: feedback level (see the module docstring); default n − 1 (5 for WRN-40).
-        pretrained: False, True (``cnnf_wrn_<depth>_<widen>.safetensors``, or ``cnn_…`` for
-            cycles=0, looked up in ``zoo/weights`` then ``$DGM_WEIGHTS_DIR``) or a path.
-        norm: "none" | "frozen" | "original" (how Norm layers act, dgm-math §1.6).
-        mode: "exact" (exact engine) or "original" (CNN-F's heuristics, ``Options.original()``).
-        readout: "last" or "avg".
-        head: "adjoint" (exact adjoint of the 8×8 average pool) or "nearest" (the original).
+        pretrained: False (seeded random init), or the registered model
+            ``cnnf_wrn_<depth>_<widen>`` (``cnn_…`` when ``cycles=0``) built by
+            ``zoo.models.hub.create_model`` with these weights (True, a tag or a path); the
+            settings given here override its card's.
+        settings: the arguments of :func:`_build` (cycles, ind, num_classes, norm, mode,
+            readout, head, seed); its signature holds their defaults.
     Example:
         >>> net = cnnf_wrn(depth=16, widen=2, cycles=2, ind=1)
         >>> net(torch.zeros(4, 3, 32, 32)).shape
         torch.Size([4, 10])
     """
-    given = {"cycles": cycles, "ind": ind, "norm": norm, "mode": mode, "readout": readout,
-             "head": head}
-    path = None
-    if pretrained is not False:
-        kind = "cnn" if cycles == 0 else "cnnf"
-        path = _resolve(f"{kind}_wrn_{depth}_{widen}", pretrained)
-        from ..weights import read_card
-        card_arch = read_card(path).get("arch", {})
-        given = {k: card_arch.get(k) if v is None else v for k, v in given.items()}
-    a = {k: DEFAULTS[k] if v is None else v for k, v in given.items()}
-    if a["mode"] not in ("exact", "original"):
-        raise ValueError(f"mode must be 'exact' or 'original', got {a['mode']!r}")
-    options = Options() if a["mode"] == "exact" else Options.original()
-    net = CNNF(wrn_dgm(depth, widen, a["ind"], num_classes, a["norm"], a["head"]),
-               cycles=a["cycles"], options=options, readout=a["readout"], seed=seed)
-    net.card = {}
-    if path is not None:
-        from ..weights import load_weights
-        net.card = load_weights(net, path)
-    return net
+    if pretrained is False:
+        return _build(depth, widen, **settings)
+    kind = "cnn" if settings.get("cycles") == 0 else "cnnf"
+    return create_model(f"{kind}_wrn_{depth}_{widen}", pretrained=pretrained, **settings)
 
 
-def _resolve(name: str, pretrained):
-    """The weights file: ``name.safetensors`` (pretrained=True) or the explicit path."""
-    from backends import WeightsError
+def _build(depth: int = 40, widen: int = 2, cycles: int = 2, ind: int | None = None,
+           num_classes: int = 10, norm: str = "frozen", mode: str = "exact",
+           readout: str = "last", head: str = "adjoint", seed: int = 0) -> CNNF:
+    """The untrained WRN CNN-F; the defaults of every WRN model.
 
-    from ..weights import ENV_VAR, resolve_weights, weights_path
-    if pretrained is not True:
-        return weights_path(pretrained)
-    try:
-        return resolve_weights(f"{name}.safetensors")
-    except WeightsError as err:
-        raise WeightsError(
-            f"{err}\nNo weights for {name} are bundled. Put {name}.safetensors (with its .json "
-            f"card) in ${ENV_VAR}: train them (`dgm train cifar10 ... --export "
-            f"${ENV_VAR}/{name}`) or convert the official CNN-F checkpoint "
-            f"(`dgm zoo convert CNNF_2_cifar.pt ${ENV_VAR}/{name}.safetensors --arch wrn`)."
-        ) from None
+    Args:
+        cycles: feedback cycles after the plain pass (2, as the released WRN-40-2).
+        ind: feedback level (see the module docstring); None: n − 1 (5 for WRN-40).
+        norm: "none" | "frozen" | "original" (how Norm layers act, dgm-math §1.6).
+        mode: an engine preset of ``inference.PRESETS`` ("exact", or "original": CNN-F's
+            heuristics).
+        readout: "last" or "avg".
+        head: "adjoint" (exact adjoint of the 8×8 average pool) or "nearest" (the original).
+        seed: parameter initialisation seed.
+    """
+    return CNNF(wrn_dgm(depth, widen, ind, num_classes, norm, head), cycles=cycles,
+                options=preset(mode), readout=readout, seed=seed)
 
 
 @register_model
 def cnnf_wrn_40_2(**kwargs) -> CNNF:
     """WRN-40-2 CNN-F (2 cycles, ind 5: the released configuration); no bundled weights."""
-    return cnnf_wrn(**{"cycles": 2, **kwargs, "depth": 40, "widen": 2})
+    return _build(**{**kwargs, "depth": 40, "widen": 2})
 
 
 @register_model
 def cnn_wrn_40_2(**kwargs) -> CNNF:
     """WRN-40-2 CNN baseline (the same network, 0 cycles); no bundled weights."""
-    return cnnf_wrn(**{**kwargs, "depth": 40, "widen": 2, "cycles": 0})
+    return _build(**{**kwargs, "depth": 40, "widen": 2, "cycles": 0})
 
 
 @register_model
 def cnnf_wrn_16_2(**kwargs) -> CNNF:
     """WRN-16-2 CNN-F (2 cycles, ind 1), the CPU-sized model with bundled weights."""
-    return cnnf_wrn(**{"cycles": 2, **kwargs, "depth": 16, "widen": 2})
+    return _build(**{**kwargs, "depth": 16, "widen": 2})
 
 
 @register_model
 def cnn_wrn_16_2(**kwargs) -> CNNF:
     """WRN-16-2 CNN baseline (0 cycles) with bundled weights."""
-    return cnnf_wrn(**{**kwargs, "depth": 16, "widen": 2, "cycles": 0})
+    return _build(**{**kwargs, "depth": 16, "widen": 2, "cycles": 0})

@@ -21,9 +21,7 @@ import numpy as np
 
 from ..attacks import pixel_to_input
 from ..data import load_cifar10, random_crop_flip
-from ..models.cnnf import CNNF
-from ..models.wrn import cnnf_wrn
-from .recipes import Recipe, register_recipe
+from .recipes import Recipe, hub_builder, register_recipe
 
 CIFAR_DEFAULTS: dict[str, Any] = {
     "val_size": 5000,
@@ -32,14 +30,6 @@ CIFAR_DEFAULTS: dict[str, Any] = {
     "clean_weight": 0.05,
 }
 """Recipe defaults (input units): the loop fills the options the command line leaves unset."""
-
-
-def _builder(depth: int, widen: int):
-    def build(config) -> CNNF:
-        return cnnf_wrn(depth=depth, widen=widen, cycles=config.cycles, ind=config.ind,
-                        norm=config.norm, mode=config.mode, readout=config.readout,
-                        seed=config.seed)
-    return build
 
 
 def _load(split: str, data_dir):
@@ -55,7 +45,6 @@ def _augment(x, generator):
     return random_crop_flip(x, 4, generator=generator)
 
 
-for _name, _depth in (("cifar10", 40), ("cifar10-wrn16", 16)):
-    register_recipe(Recipe(name=_name, build=_builder(_depth, 2),
-                           load=_load,
-                           augment=_augment, defaults=dict(CIFAR_DEFAULTS)))
+for _name, _model in (("cifar10", "cnnf_wrn_40_2"), ("cifar10-wrn16", "cnnf_wrn_16_2")):
+    register_recipe(Recipe(name=_name, build=hub_builder(_model), load=_load, augment=_augment,
+                           defaults=dict(CIFAR_DEFAULTS)))

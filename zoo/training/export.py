@@ -1,9 +1,10 @@
-"""Export a finished ``dgm train`` run: best-validation weights + model card (``zoo.weights``).
+"""Export a finished ``dgm train`` run: best-validation weights + model card (``zoo.weights``);
+and :func:`load_trained`, the loader of training checkpoints as models.
 
-The card records the architecture (``arch``: the registry factory's arguments), the data and
+The card records the architecture (``arch``: the registered factory's arguments), the data and
 input range, the exact training command, seed, steps, wall time (including a warm start's own
 run when ``--init-from`` names a run's checkpoint), validation and test metrics, and a threat
-model note.
+model note saying whether the run was adversarially trained.
 """
 from __future__ import annotations
 
@@ -15,15 +16,50 @@ from typing import Any, Optional
 
 import torch
 
+from zoo.models import create_model
+from zoo.models.cnnf import CNNF
 from zoo.weights import save_weights
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, model_state
 from .loop import TrainConfig
-from .recipes import get_recipe
+from .recipes import ARCH_FIELDS, RECIPES, get_recipe
 
-THREAT_MODEL = ("Trained on clean images only (no adversarial training); any robustness is "
-                "measured by `dgm eval` under L-inf attacks with eps in [0,1] pixel units "
-                "(input units are twice that). Clean accuracy is not a robustness claim.")
+MEASURED = ("any robustness is measured by `dgm eval` under L-inf attacks with eps in [0,1] "
+            "pixel units (input units are twice that). Clean accuracy is not a robustness claim.")
+
+
+def threat_model(config: dict[str, Any]) -> str:
+    """The card's threat-model note of a run with ``config`` (clean or adversarial training)."""
+    if not config["adversarial"]:
+        return f"Trained on clean images only (no adversarial training); {MEASURED}"
+    return (f"Adversarially trained: L-inf PGD-{config['pgd_steps']} on the first pass, eps "
+            f"{config['eps']:g}, step {config['pgd_step_size']:g} (input units, [-1, 1]); "
+            f"{MEASURED}")
+
+
+def load_trained(checkpoint: str | os.PathLike, model: str | CNNF | None = None) -> CNNF:
+    """The model of a training checkpoint (``best.pt``/``last.pt``), its weights loaded.
+
+    Args:
+        checkpoint: a file written by ``dgm train`` (its ``config`` says how it was built).
+        model: None (built by the run's recipe from the checkpoint's config), a registered
+            name (built by the hub with the checkpoint's values of its recipe's
+            ``arch_fields``, e.g. ``cycles``, ``ind``, ``norm``, ``mode``, ``readout``), or a
+            module to load the weights into.
+    A σ² learned by the run (``"sigma2"`` in the checkpoint) is set on the model's DGM.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    config = ckpt.get("config", {})
+    if model is None:
+        model = get_recipe(config["dataset"]).build(TrainConfig(**config))
+    elif isinstance(model, str):
+        fields = RECIPES[config["dataset"]].arch_fields if config.get("dataset") in RECIPES \
+            else ARCH_FIELDS
+        model = create_model(model, **{k: config[k] for k in fields if k in config})
+    model.load_state_dict(model_state(ckpt))
+    if "sigma2" in ckpt:
+        model.dgm.sigma2 = ckpt["sigma2"]
+    return model
 
 
 def _run_summary(run_dir: Path) -> dict[str, Any]:
@@ -73,7 +109,7 @@ def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[s
         },
         "metrics": {"val": summary["val"], **({"test": summary["test"]}
                                                if "test" in summary else {})},
-        "threat_model": THREAT_MODEL,
+        "threat_model": threat_model(config),
     }
     if config["init_from"]:
         warm = _warm_start(config["init_from"])
@@ -118,10 +154,6 @@ def export_run(run_dir: str | os.PathLike, prefix: str | os.PathLike,
     ``extra``: further card fields (e.g. measured robustness), added to the built card."""
     run_dir = Path(run_dir)
     card = {**build_card(run_dir, name), **(extra or {})}
-    best = load_checkpoint(run_dir / "best.pt")
     config = TrainConfig(**_run_summary(run_dir)["config"])
-    model = get_recipe(config.dataset).build(config)
-    model.load_state_dict(best["model"])
-    if "sigma2" in best:
-        model.dgm.sigma2 = best["sigma2"]
+    model = load_trained(run_dir / "best.pt", get_recipe(config.dataset).build(config))
     return save_weights(model, Path(f"{prefix}.safetensors"), card)

@@ -1,9 +1,9 @@
 """Dataset recipes for ``dgm train``: how to build the model and load the data of a dataset.
 
-A recipe is registered by name with :func:`register_recipe`; the ``dgm train`` parser offers
-every registered name as its dataset choice, so CIFAR-10 is added by registering a
-``"cifar10"`` recipe (model builder from ``zoo.models.wrn``, ``load_cifar10``, ``random_crop_flip``
-as ``augment``) in this module.
+A recipe is registered by name with :func:`register_recipe` from its own module
+(``zoo.training.fashion``: ``"fashion-mnist"``; ``zoo.training.cifar``: ``"cifar10"``,
+``"cifar10-wrn16"``), which imports this one; ``zoo/training/__init__.py`` imports every recipe
+module. The ``dgm train`` parser offers every registered name as its dataset choice.
 """
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from zoo.data import load_fashion_mnist
-from zoo.models import fashion_cnnf, fashion_pixel_cnnf
+from zoo.models import create_model
 from zoo.models.cnnf import CNNF
 
 
@@ -38,7 +37,7 @@ class Recipe:
     load: Callable[[str, Optional[str]], tuple[np.ndarray, np.ndarray]]
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
     defaults: dict[str, Any] = field(default_factory=dict)
-    arch_fields: tuple[str, ...] = ("cycles", "ind", "norm", "mode", "readout")
+    arch_fields: tuple[str, ...] = ("cycles", "ind", "norm", "mode", "readout")  # ARCH_FIELDS
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -58,26 +57,12 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def _fashion_model(config) -> CNNF:
-    return fashion_cnnf(cycles=config.cycles, ind=config.ind, norm=config.norm,
-                        mode=config.mode, readout=config.readout, seed=config.seed)
+ARCH_FIELDS = ("cycles", "ind", "norm", "mode", "readout")
 
 
-register_recipe(Recipe(
-    name="fashion-mnist", build=_fashion_model,
-    load=lambda split, data_dir: load_fashion_mnist(split, data_dir),
-    defaults={"val_size": 5000, "eps": 0.2, "pgd_step_size": 0.071, "clean_weight": 0.1}))
-
-
-def _fashion_pixel_model(config) -> CNNF:
-    return fashion_pixel_cnnf(cycles=config.cycles, mode=config.mode, readout=config.readout,
-                              sigma2=config.sigma2, tau2=config.tau2, seed=config.seed)
-
-
-register_recipe(Recipe(
-    name="fashion-mnist-pixel", build=_fashion_pixel_model,
-    load=lambda split, data_dir: load_fashion_mnist(split, data_dir),
-    defaults={"val_size": 5000}, arch_fields=("cycles", "mode", "readout", "sigma2", "tau2")))
-
-
-from . import cifar  # noqa: E402,F401  (registers "cifar10" and "cifar10-wrn16", zoo.training.cifar)
+def hub_builder(name: str, fields: tuple[str, ...] = ARCH_FIELDS) -> Callable[[Any], CNNF]:
+    """A recipe's ``build``: registered model ``name`` (``zoo.models.hub``), untrained, with
+    the run's ``fields`` (its ``arch_fields``) and ``seed``."""
+    def build(config) -> CNNF:
+        return create_model(name, **{k: getattr(config, k) for k in fields}, seed=config.seed)
+    return build

@@ -1,8 +1,9 @@
-"""The ``dgm`` command line: argparse subcommands, each in its own module under ``zoo.commands``.
+"""The ``dgm`` command line: argparse subcommands, one module per subcommand in this package.
 
 A command module defines ``add_parser(subparsers)`` (registering its options and setting
-``func``) and is listed in ``COMMANDS``; modules are imported only when listed, so a missing
-optional dependency of one command never breaks the others.
+``func``) and is listed in ``COMMANDS``; shared options live in ``zoo.cli._args``. Library code
+never imports this package. Optional dependencies (matplotlib, the ``plot`` extra) are imported
+only where used, so every command's ``--help`` works without them (a test).
 """
 from __future__ import annotations
 
@@ -11,13 +12,10 @@ import importlib
 import os
 import sys
 
+from zoo.allocator import KEEP_MALLOC
+
 COMMANDS = ("train", "eval", "demo", "diagnose", "bench", "zoo")
 
-
-# glibc told to keep freed memory: never trim the heap, and serve blocks up to 32 MiB from it
-# instead of fresh mmaps (32 MiB is glibc's upper limit on 64-bit systems; a larger value is
-# silently ignored, leaving every block over 128 KiB to be mapped and faulted in anew)
-KEEP_MALLOC = {"MALLOC_TRIM_THRESHOLD_": "-1", "MALLOC_MMAP_THRESHOLD_": str(32 * 2 ** 20)}
 
 
 def _keep_freed_memory() -> None:
@@ -37,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dgm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"zoo.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"zoo.commands.{name}":
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(f"zoo.cli.{name}").add_parser(sub)
     return parser
 
 
@@ -60,7 +52,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:   # training: TrainingInterrupted says where its checkpoint is
         print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -88,7 +88,7 @@ def _canonical(dataset: str, data_dir, idx: np.ndarray, y: torch.Tensor):
 def run_corruptions(args) -> int:
     from zoo.evaluation.natural import NaturalConfig, check_inputs, run_natural
 
-    from .eval import load_models
+    from ._args import load_models
     if args.threads:
         torch.set_num_threads(args.threads)
     specs = args.models

@@ -1,7 +1,8 @@
 """``dgm train DATASET``: train a CNN / CNN-F (clean or adversarial recipe) and export it.
 
-Datasets are the registered ``zoo.training.recipes`` (``fashion-mnist``; ``cifar10`` once its
-recipe is registered). ``--resume`` continues ``<out>/last.pt`` bit-identically; a complete
+Datasets are the registered recipes (``zoo.training.recipes``: ``fashion-mnist``,
+``fashion-mnist-pixel``, ``cifar10`` (WRN-40-2), ``cifar10-wrn16`` (WRN-16-2)). ``--mode`` is an
+engine preset (``inference.PRESETS``). ``--resume`` continues ``<out>/last.pt`` bit-identically; a complete
 run resumed with ``--export PREFIX`` writes ``PREFIX.safetensors`` + ``PREFIX.json`` (model
 card) from the best-validation checkpoint.
 """
@@ -11,6 +12,7 @@ import argparse
 import json
 import shlex
 
+from inference import PRESETS
 from zoo.training import RECIPES, TrainConfig
 from zoo.training.objectives import OBJECTIVES, UNLABELLED
 
@@ -26,7 +28,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cycles", type=int, default=_DEFAULTS.cycles, help="0 = the CNN")
     p.add_argument("--ind", type=int, default=_DEFAULTS.ind, help="feedback level")
     p.add_argument("--norm", choices=("none", "frozen", "original"), default=_DEFAULTS.norm)
-    p.add_argument("--mode", choices=("exact", "original"), default=_DEFAULTS.mode)
+    p.add_argument("--mode", choices=tuple(PRESETS), default=_DEFAULTS.mode,
+                   help="engine preset (inference.PRESETS)")
     p.add_argument("--readout", choices=("last", "avg"), default=_DEFAULTS.readout)
     p.add_argument("--epochs", type=float, default=_DEFAULTS.epochs, help="may be fractional")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)

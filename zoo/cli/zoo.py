@@ -1,8 +1,8 @@
 """``dgm zoo``: list the registered models, show a model card, convert official checkpoints.
 
-* ``dgm zoo list [--pretrained]``: registered names, whether weights resolve, and the headline
-  metric of the card;
-* ``dgm zoo card NAME``: the JSON model card of ``NAME``'s weights (bundled or in
+* ``dgm zoo list [--pretrained]``: registered names and weight tags (``NAME.TAG``), whether
+  weights resolve, and the headline metric of the card;
+* ``dgm zoo card NAME[.TAG]``: the JSON model card of those weights (bundled or in
   ``$DGM_WEIGHTS_DIR``);
 * ``dgm zoo convert IN.pt OUT.safetensors --arch wrn|fashion``: map an original CNN-F
   checkpoint (yjhuangcd/CNNF) to our parameters (``zoo.convert``) and write weights + card,
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
     ls.add_argument("--pretrained", action="store_true", help="only those with weights")
     ls.set_defaults(func=run_list)
     card = sub.add_parser("card", help="print the model card of NAME's weights")
-    card.add_argument("name")
+    card.add_argument("name", help="NAME or NAME.TAG")
     card.set_defaults(func=run_card)
     conv = sub.add_parser("convert", help="convert an original CNN-F .pt checkpoint")
     conv.add_argument("input", help="original checkpoint (.pt), read with weights_only=True")
@@ -35,30 +35,32 @@ def add_parser(subparsers) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from zoo.registry import has_weights, list_models, weights_file
-    from zoo.weights import read_card, resolve_weights
-    for name in list_models(pretrained=args.pretrained):
+    from zoo.models import hub
+    from zoo.weights import read_card
+    names = set(hub.list_models()) | set(hub.list_models(pretrained=True))
+    for name in sorted(n for n in names if not args.pretrained or hub.has_weights(n)):
         status, metric = "no weights", ""
-        if has_weights(name):
+        if hub.has_weights(name):
             status = "weights"
-            test = read_card(resolve_weights(weights_file(name))).get("metrics", {}).get("test")
+            test = read_card(hub.weights_path(name)).get("metrics", {}).get("test")
             if isinstance(test, dict) and "accuracy" in test:
                 metric = f"test accuracy {test['accuracy']:.4f} (n={test.get('n', '?')})"
-        print(f"{name:<16} {status:<10} {metric}")
+        print(f"{name:<20} {status:<10} {metric}")
     return 0
 
 
 def run_card(args: argparse.Namespace) -> int:
-    from zoo.registry import list_models, weights_file
-    from zoo.weights import read_card, resolve_weights
-    if args.name not in list_models():
-        print(f"unknown model {args.name!r}; known: {', '.join(list_models())}", file=sys.stderr)
-        return 2
+    from zoo.models import hub
+    from zoo.weights import read_card
+    from backends import WeightsError
     try:
-        path = resolve_weights(weights_file(args.name))
-    except ValueError as err:   # WeightsError: not found
+        path = hub.weights_path(args.name)
+    except WeightsError as err:   # not found
         print(err, file=sys.stderr)
         return 1
+    except ValueError as err:     # an unknown name or tag (ConfigError)
+        print(err, file=sys.stderr)
+        return 2
     print(json.dumps({"path": str(path), **read_card(path)}, indent=2))
     return 0
 
@@ -67,8 +69,8 @@ def run_convert(args: argparse.Namespace) -> int:
     import torch
 
     from zoo.convert import convert_official_cnnf, official_arch
-    from zoo.models import fashion_cnnf
-    from zoo.models.wrn import cnnf_wrn, default_ind
+    from zoo.models import cnnf_wrn, fashion_cnnf
+    from zoo.models.wrn import default_ind
     from zoo.weights import save_weights
 
     params = convert_official_cnnf(args.input, args.arch, ind=args.ind)

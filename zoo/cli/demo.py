@@ -21,7 +21,8 @@ import sys
 from zoo.data import DataError, load_fashion_mnist
 from zoo.evaluation import ATTACKS, CheckConfig
 
-from .eval import add_common, evaluate_from_args, load_models
+from ._args import add_eval_options, load_models
+from .eval import evaluate_from_args
 
 MODELS = ("fashion_cnn", "fashion_cnnf")
 DEMO_EPS = (0.0, 0.03, 0.06)
@@ -32,9 +33,8 @@ DEMO_CHECK = CheckConfig(n=16, large_steps=10, restarts=2, spsa_n=8, spsa_sample
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="evaluate the bundled models (table + figures)",
                               description=__doc__.splitlines()[0])
-    add_common(p, out="out/demo", n_examples=64, eps=DEMO_EPS,
-               attacks=ATTACKS, readouts=("last",),
-               check=DEMO_CHECK, apgd_restarts=1)
+    add_eval_options(p, out="out/demo", n_examples=64, eps=DEMO_EPS, attacks=ATTACKS,
+                     readouts=("last",), check=DEMO_CHECK, apgd_restarts=1)
     p.set_defaults(func=run)
 
 

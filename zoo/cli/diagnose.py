@@ -5,10 +5,10 @@ pass) test images, records the log joint and its per-term breakdown after every 
 and writes ``steps.jsonl``, ``runs.jsonl``, ``summary.json``, ``summary.md`` and figures to
 ``--out`` (see ``zoo.diagnostics``).
 
-MODEL is a registry name (``fashion_cnnf``: its bundled weights when present) or
-``package.module:factory`` (a function returning a ``CNNF``). Weights: ``--checkpoint`` (a
-``.safetensors`` export or a training checkpoint ``.pt``), else the bundled ones, else (or with
-``--untrained``) a seeded random initialisation, which the summary says.
+MODEL is a registered name (``fashion_cnnf``, ``fashion_cnnf.exact``: the hub's weights when
+present) or ``package.module:factory`` (a function returning a ``CNNF``). Weights:
+``--checkpoint`` (a ``.safetensors`` export or a training checkpoint ``.pt``), else the hub's,
+else (or with ``--untrained``) a seeded random initialisation, which the summary says.
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+from inference import PRESETS
+
+from ._args import names
+
 _DTYPES = ("float32", "float64")
-
-
-def names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def add_parser(subparsers) -> None:
@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
                    help="observation noise τ² (default σ²/9: the exact h-step equals CNN-F's "
                         "first update; 'inf' drops the observation term)")
     p.add_argument("--variants", type=names, default=("exact", "original"),
-                   help="comma separated: exact, original, guarded")
+                   help="comma separated engine presets: " + ", ".join(PRESETS))
     p.add_argument("--conditions", type=names, default=("clean", "pgd"),
                    help="comma separated: clean, pgd")
     p.add_argument("--cycles", type=int, default=5,
@@ -63,28 +63,23 @@ def add_parser(subparsers) -> None:
 
 
 def load_net(model: str, checkpoint: str | None, untrained: bool):
-    """(CNNF module, where its weights came from)."""
+    """(CNNF module, where its weights came from): the hub's ``create_model`` for registered
+    names and ``.safetensors`` files, ``zoo.training.load_trained`` for training checkpoints."""
+    from zoo.models import create_model, hub
+    from zoo.training import load_trained
     if ":" in model:
         module, factory = model.split(":", 1)
-        net, source = getattr(importlib.import_module(module), factory)(), "factory init"
-    else:
-        from zoo.registry import create_model, has_weights
-        if checkpoint and checkpoint.endswith(".safetensors"):
-            return create_model(model, pretrained=checkpoint), checkpoint
-        if not checkpoint and not untrained and has_weights(model):
-            return create_model(model, pretrained=True), "bundled weights"
-        if not checkpoint:
-            return create_model(model), "random init (untrained)"
-        from zoo.training.checkpoint import load_checkpoint, model_state
-        ckpt = load_checkpoint(checkpoint)
-        arch = {k: v for k, v in ckpt.get("config", {}).items() if k in ("ind", "norm")}
-        net = create_model(model, **arch)  # the feedback level and norm it was trained with
-        net.load_state_dict(model_state(ckpt))
-        return net, checkpoint
+        net = getattr(importlib.import_module(module), factory)()
+        if checkpoint:
+            return load_trained(checkpoint, net), checkpoint
+        return net, "factory init"
+    if checkpoint and checkpoint.endswith(".safetensors"):
+        return create_model(model, pretrained=checkpoint), checkpoint
     if checkpoint:
-        from zoo.training.checkpoint import load_checkpoint, model_state
-        net.load_state_dict(model_state(load_checkpoint(checkpoint)))
-    return net, checkpoint or source
+        return load_trained(checkpoint, create_model(model)), checkpoint
+    if not untrained and hub.has_weights(model):
+        return create_model(model, pretrained=True), "bundled weights"
+    return create_model(model), "random init (untrained)"
 
 
 def load_data(args, input_shape, classes: int):

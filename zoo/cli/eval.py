@@ -1,0 +1,147 @@
+"""``dgm eval fashion-mnist``: robustness of registered models on a fixed, seeded test subset.
+
+Every model is attacked with PGD on each target (first / e2e / e2e-sum / BPDA) plus a transfer
+attack from the CNN, at every ε (pixel units; inputs live in [-1, 1], so input units are 2×);
+the report gives accuracy vs ε with the per-image worst case (`min`), Wilson intervals, a
+McNemar test CNN-F vs CNN, accuracy over feedback iterations, gradient-masking checks and
+repair strips, written to ``--out`` as results.jsonl, table.md and PNG figures.
+
+Models are ``NAME`` or ``NAME.TAG`` (the hub's weights), ``NAME=PATH`` (weights file) or, with
+``--untrained``, seeded random initialisations (for trying the pipeline only).
+
+``dgm eval --table cifar10`` prints the seed's CIFAR-10 table instead
+(``zoo.evaluation.cifar10.seed_table``).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+from zoo.data import DataError, load_cifar10, load_fashion_mnist
+from zoo.evaluation import ATTACKS, CheckConfig, EvalConfig, fixed_subset, run_evaluation
+from zoo.evaluation.cifar10 import TableConfig, seed_table, write_table
+
+from ._args import add_eval_options, add_model_options, load_models
+from .eval_corruptions import add_corruption_arguments, run_corruptions
+
+TABLE_MODELS = ("cnn_wrn_16_2", "cnnf_wrn_16_2")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="robustness evaluation (PGD, BPDA, transfer, SPSA)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("dataset", nargs="?", default="fashion-mnist",
+                   choices=("fashion-mnist", "cifar10"),
+                   help="cifar10: with --corruptions or --table cifar10")
+    add_model_options(p, ("fashion_cnn", "fashion_cnnf"))
+    add_eval_options(p, out=None, n_examples=1000, eps=EvalConfig.eps, attacks=ATTACKS,
+                     readouts=EvalConfig.readouts, check=CheckConfig())
+    p.add_argument("--table", choices=("cifar10",), default=None,
+                   help="print the seed's CIFAR-10 table (CNN, CNN-F last/avg; clean, PGD and "
+                        "SPSA first/e2e, transfer, min) instead of the ε sweep; --models "
+                        f"defaults to {','.join(TABLE_MODELS)}")
+    p.add_argument("--table-spsa-samples", type=int, default=TableConfig.spsa_samples,
+                   help="SPSA samples per gradient estimate in the table (seed: 128)")
+    p.add_argument("--table-spsa-steps", type=int, default=TableConfig.spsa_steps,
+                   help="SPSA Adam steps in the table (seed: 7)")
+    add_corruption_arguments(p)  # dgm eval --corruptions ...
+    p.set_defaults(func=run)
+
+
+def fashion_subset(n: int, seed: int, data_dir=None) -> tuple[torch.Tensor, torch.Tensor,
+                                                               np.ndarray]:
+    """The seeded test subset: ``(x (n, 1, 28, 28), y (n,), indices into the test set)``."""
+    x, y = load_fashion_mnist("test", data_dir)
+    idx = fixed_subset(len(y), n, seed)
+    return torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), idx
+
+
+def evaluate_from_args(args, models: dict, header: dict) -> int:
+    """Run the evaluation described by the common options on ``models``."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        x, y, idx = fashion_subset(args.n_examples, args.seed, args.data_dir)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cnn = next((m for m, net in models.items() if net.is_cnn), None)
+    attacks = tuple(a for a in args.attacks if a != "transfer" or cnn is not None)
+    config = EvalConfig(eps=args.eps, attacks=attacks, readouts=args.readouts,
+                        cascade=tuple(a for a in args.cascade if a in attacks[1:]),
+                        steps=args.steps, step_scale=args.step_scale, restarts=args.restarts,
+                        apgd_steps=args.apgd_steps, apgd_restarts=args.apgd_restarts,
+                        batch_size=args.batch_size, seed=args.seed, transfer_from=cnn)
+    check = None if args.no_checks else CheckConfig(
+        n=args.check_n, large_steps=args.large_steps, restarts=args.check_restarts,
+        spsa_n=args.spsa_n, spsa_samples=args.spsa_samples, spsa_steps=args.spsa_steps,
+        saturation_n=args.saturation_n, saturation_eps=args.saturation_eps)
+    print(f"evaluating {', '.join(models)} on {len(y)} Fashion-MNIST test images "
+          f"(seed {args.seed}); eps (pixel units) = {', '.join(f'{e:g}' for e in args.eps)}; "
+          f"attacks = {', '.join(attacks)}; PGD-{args.steps}, {args.restarts} restart(s); "
+          f"APGD-{args.apgd_steps}, {args.apgd_restarts} restart(s)",
+          flush=True)
+    header = dict(header, dataset="fashion-mnist", subset_seed=args.seed,
+                  subset_indices=idx.tolist(), eps_pixel=list(args.eps),
+                  cards={m: getattr(net, "card", {}).get("sha256") for m, net in models.items()})
+    start = time.perf_counter()
+    run_evaluation(models, x, y, config, args.out, check=check, header=header,
+                   strip_n=args.strip_n, progress=args.progress)
+    print(f"done in {time.perf_counter() - start:.0f} s ({torch.get_num_threads()} threads); "
+          f"{len(y)} images, eps = {', '.join(f'{e:g}' for e in args.eps)}; "
+          f"outputs in {args.out}")
+    return 0
+
+
+def run(args) -> int:
+    if getattr(args, "table", None):
+        return run_table(args)
+    if args.corruptions:
+        return run_corruptions(args)
+    if args.dataset != "fashion-mnist":
+        print(f"error: the ε sweep runs on fashion-mnist; for {args.dataset} use --corruptions "
+              f"or --table cifar10", file=sys.stderr)
+        return 2
+    try:
+        models = load_models(args.models, args.untrained)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return evaluate_from_args(args, models, dict(command="eval", models_spec=list(args.models),
+                                                 untrained=args.untrained))
+
+
+def run_table(args) -> int:
+    """``dgm eval --table cifar10``: build the models, run ``seed_table``, print + write it.
+    Options used: ``--models`` (default ``TABLE_MODELS``), ``--n-examples``, ``--out``,
+    ``--batch-size``, ``--seed``, ``--untrained``, ``--threads``, ``--data-dir``."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    specs = TABLE_MODELS if set(args.models) <= {"fashion_cnn", "fashion_cnnf"} else args.models
+    try:
+        models = load_models(specs, args.untrained)
+        x_all, y_all = load_cifar10("test", args.data_dir)
+    except (FileNotFoundError, ValueError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cnns = [m for m, net in models.items() if net.is_cnn]
+    cnnfs = [m for m, net in models.items() if not net.is_cnn]
+    if len(cnns) != 1 or len(cnnfs) != 1:
+        print(f"error: --table needs one CNN (0 cycles) and one CNN-F, got {list(models)}",
+              file=sys.stderr)
+        return 2
+    idx = fixed_subset(len(y_all), args.n_examples, args.seed)
+    x, y = torch.from_numpy(x_all[idx]), torch.from_numpy(y_all[idx])
+    config = TableConfig(spsa_samples=args.table_spsa_samples, spsa_steps=args.table_spsa_steps,
+                         batch_size=args.batch_size, seed=args.seed)
+    print(f"CIFAR-10 table: CNN = {cnns[0]}, CNN-F = {cnnfs[0]}, {len(y)} test images",
+          flush=True)
+    rows = seed_table(models[cnns[0]], models[cnnfs[0]], x, y, config,
+                      log=lambda s: print(s, flush=True))
+    meta = {"models": list(specs), "untrained": args.untrained, "subset_indices": idx.tolist(),
+            "cards": {m: getattr(net, "card", {}).get("sha256") for m, net in models.items()}}
+    print(write_table(rows, args.out, config, meta))
+    return 0

@@ -1,1 +1,0 @@
-"""Subcommands of the ``dgm`` CLI (one module each; see ``zoo.cli``)."""
