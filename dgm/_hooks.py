@@ -1,6 +1,8 @@
 """Hook objects for the traversals in ``_traverse``: plain CNN pass, fixed latents, norm policy."""
 from __future__ import annotations
 
+from backends import InputError
+
 from .layers import Switch
 
 
@@ -32,7 +34,8 @@ class NormPolicy:
             scale = self.ops.channel_rms(x)
         elif path not in self.scales:  # frozen: fixed on the first forward pass through this Norm
             if direction != "forward":
-                raise KeyError(f"frozen norm scale for {path!r} missing; run the plain pass first")
+                raise InputError(f"frozen norm scale for {path!r} missing: the state has no "
+                                 f"norm_scales for it (start from the plain pass's state)")
             scale = self.scales[path] = self.ops.channel_rms(x)
         else:
             scale = self.scales[path]

@@ -1,9 +1,10 @@
-"""Input checks for public functions: one clear DGMError/TypeError naming the argument."""
+"""Input checks for public functions: one clear InputError (a DGMError) or TypeError naming the
+argument."""
 from __future__ import annotations
 
 from typing import Any
 
-from backends import DGMError, get_backend
+from backends import DGMError, InputError, get_backend
 
 
 def check_array(name: str, x: Any, *, shape_tail: tuple | None = None, like: Any = None,
@@ -25,12 +26,12 @@ def check_array(name: str, x: Any, *, shape_tail: tuple | None = None, like: Any
                             f"{ops.describe(like)}; convert it (same dtype and device)")
     if shape_tail is not None and (x.ndim != len(shape_tail) + 1
                                    or tuple(x.shape[1:]) != tuple(shape_tail)):
-        raise DGMError(f"{name} must have shape (N, {', '.join(map(str, shape_tail))}), "
+        raise InputError(f"{name} must have shape (N, {', '.join(map(str, shape_tail))}), "
                        f"got {tuple(x.shape)}")
     if shape_tail is not None and x.shape[0] == 0:
-        raise DGMError(f"{name} is an empty batch (N = 0); pass at least one example")
+        raise InputError(f"{name} is an empty batch (N = 0); pass at least one example")
     if floating and finite and not bool(ops.xp.isfinite(x).all()):
-        raise DGMError(f"{name} contains NaN or inf")
+        raise InputError(f"{name} contains NaN or inf")
     return ops
 
 
@@ -45,9 +46,9 @@ def check_latent(name: str, x: Any, shape: tuple, kind: str, like: Any,
     if _dtype_kind(x) != kind:
         raise TypeError(f"{name} must be a {kind} array, got {ops.describe(x)}")
     if tuple(x.shape) != tuple(shape):
-        raise DGMError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+        raise InputError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
     if high is not None and bool(((x < 0) | (x >= high)).any()):
-        raise DGMError(f"{name} must hold values in 0..{high - 1}")
+        raise InputError(f"{name} must hold values in 0..{high - 1}")
 
 
 def _dtype_kind(x: Any) -> str:

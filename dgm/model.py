@@ -126,8 +126,9 @@ class DGM:
         params["head.bias"] = init.zeros((self.classes,))
         return params
 
-    def check_params(self, params: Mapping[str, Any]):
-        """Validate names, shapes and one common backend/dtype; returns (ops, reference array)."""
+    def check_params(self, params: Mapping[str, Any], finite: bool = False):
+        """Validate names, shapes and one common backend/dtype (``finite``: and no NaN/inf, a
+        pass over every parameter); returns (ops, reference array)."""
         expected = self.param_shapes()
         missing = sorted(set(expected) - set(params))
         extra = sorted(set(params) - set(expected))
@@ -138,7 +139,7 @@ class DGM:
         ops = check_array("params['head.weight']", like, finite=False)
         for name, shape in expected.items():
             value = params[name]
-            check_array(f"params[{name!r}]", value, like=like, finite=False)
+            check_array(f"params[{name!r}]", value, like=like, finite=finite)
             if tuple(value.shape) != shape:
                 raise DGMError(f"params[{name!r}] must have shape {shape}, got {tuple(value.shape)}")
         return ops, like

@@ -35,12 +35,16 @@ def pool_t_step(ops, x, g, t_old, k: int, keep: bool = True):
     return _positions(ops, x, g, t_old, k, keep)[0]
 
 
-def _positions(ops, x, g, t_old, k: int, keep: bool, overwrite: bool = False):
+def _positions(ops, x, g, t_old, k: int, keep: bool, overwrite: bool = False,
+               gated: bool = False):
     """``pool_t_step``'s positions and the values of ``x`` there: ``(t_new, P_{t_new} x)``.
 
     Positions carry no gradient, so they are computed on ``stop_gradient(x)`` (and so are the
     values); the window extrema come with their values, so P_t x needs a gather only at
-    ``t_old``. ``overwrite``: ``x`` is a spent temporary the extremum search may write into."""
+    ``t_old``. ``overwrite``: ``x`` is a spent temporary the extremum search may write into.
+    Ties keep ``t_old`` where the block objective is equal (§4.3): g = 0, the same value, or
+    (``gated``: the joint block of a switch with no leak) a best entry with g·x ≤ 0, where
+    every position's unit is off and contributes 0."""
     overwrite = overwrite and not ops.needs_grad(x)
     x = ops.stop_gradient(x)
     v_old = ops.pool_select(x, t_old, k) if keep else None  # (read before x may be written)
@@ -48,17 +52,20 @@ def _positions(ops, x, g, t_old, k: int, keep: bool, overwrite: bool = False):
     v_cand, cand = ops.extremum_pool_positions(x, g > 0, k, overwrite=overwrite)
     if not keep:
         return cand, v_cand
-    tie = (g == 0) | (v_old == v_cand)
+    tie = (g * v_cand <= 0) if gated else (g == 0)
+    tie = tie | (v_old == v_cand)
     return ops.where(tie, t_old, cand), ops.where(tie, v_old, v_cand)
 
 
-def joint_step(ops, a, g, z_old, t_old, k: int, keep: bool = True):
-    """The joint (z_ℓ, t_ℓ) block for a Switch followed by a k×k MaxPool.
+def joint_step(ops, a, g, z_old, t_old, k: int, keep: bool = True, leak: float = 0.0):
+    """The joint (z_ℓ, t_ℓ) block for a Switch (``leak``) followed by a k×k MaxPool.
 
     Per window: p* = arg-max (g > 0) / arg-min (g < 0) of ``a``; switch p* on iff a_{p*}·g > 0;
     the other units of the window are ties (rendered value 0): keep their value (or off).
+    ``keep``: t stays where it attains the block objective's maximum, g·γ(z)·a at the selected
+    unit (§4.3), e.g. where every entry disagrees in sign with g and ``leak`` = 0.
     Returns ``(z_new (N,C,H,W) bool, t_new (N,C,H',W') int)``."""
-    return _joint(ops, a, g, z_old, t_old, k, keep)[:2]
+    return _joint(ops, a, g, z_old, t_old, k, keep, leak=leak)[:2]
 
 
 def joint_step_pooled(ops, a, g, z_old, t_old, k: int, keep: bool = True, leak: float = 0.0,
@@ -66,15 +73,16 @@ def joint_step_pooled(ops, a, g, z_old, t_old, k: int, keep: bool = True, leak: 
     """``joint_step`` and the pair's forward output ``P_{t_new}(γ(z_new) ⊙ a)`` (N,C,H',W'),
     computed on the chosen entries only, ``γ(z_sel) ⊙ a_sel`` (the same numbers).
     ``overwrite``: ``a`` is a temporary not read afterwards (its contents are then spent)."""
-    z_new, t_new, a_sel, z_sel = _joint(ops, a, g, z_old, t_old, k, keep, overwrite)
+    z_new, t_new, a_sel, z_sel = _joint(ops, a, g, z_old, t_old, k, keep, overwrite, leak)
     if ops.needs_grad(a):  # a_sel is detached (positions carry no gradient): gather from a
         a_sel = ops.pool_select(a, t_new, k)
     return z_new, t_new, ops.gate(a_sel, z_sel, leak, overwrite=True)  # (a_sel is new)
 
 
-def _joint(ops, a, g, z_old, t_old, k: int, keep: bool, overwrite: bool = False):
+def _joint(ops, a, g, z_old, t_old, k: int, keep: bool, overwrite: bool = False,
+           leak: float = 0.0):
     """``(z_new, t_new, a_sel, z_sel)``: the joint block and the chosen entries of a and z."""
-    t_new, a_sel = _positions(ops, a, g, t_old, k, keep, overwrite)
+    t_new, a_sel = _positions(ops, a, g, t_old, k, keep, overwrite, gated=leak == 0)
     z_sel = z_step(ops, a_sel, g, ops.pool_select(z_old, t_new, k), keep)
     rest = z_old if keep else z_old & False
     return ops.pool_update(rest, t_new, z_sel, k), t_new, a_sel, z_sel

@@ -24,6 +24,14 @@ from ._trajectory import Result, Step, Trajectory
 RECORD = ("none", "cycle", "step")
 
 
+def class_distribution(ops, logits):
+    """q = softmax(s) (N, K), normalised to sum to 1: exp(log_softmax) alone carries the
+    rounding of logsumexp(s) as a common factor (1 ± 4e-7 at logits ~1e10), which F = Σ q_y J_y
+    + H(q) multiplies by J ~ s (a fall of thousands); dividing by the sum removes it."""
+    q = ops.xp.exp(ops.log_softmax(logits, -1))
+    return q / q.sum(-1)[:, None]
+
+
 def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5,
                     until_fixed_point: bool = False, options: Options | None = None,
                     record: str = "cycle", observed: str = "input",
@@ -62,6 +70,7 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
         raise DGMError(f"cycles must be a non-negative integer, got {cycles}")
     if observed not in ("input", "level0"):
         raise DGMError(f"observed must be 'input' or 'level0', got {observed!r}")
+    model.check_params(params, finite=True)   # NaN/inf parameters: InputError naming one
     if observed == "input" and initial_state is None:
         x_obs, state, logits = model.encode_and_plain_state(params, x)
     elif initial_state is None:
@@ -82,7 +91,7 @@ def alternating_map(model: DGM, params: Mapping[str, Any], x, *, cycles: int = 5
         state = state.replace(y=observed_y)
     if options.feedback == "softmax" and state.q is None:
         state = State(h=state.h, y=state.y, z=state.z, t=state.t,
-                      q=ops.xp.exp(ops.log_softmax(logits, -1)), norm_scales=state.norm_scales,
+                      q=class_distribution(ops, logits), norm_scales=state.norm_scales,
                       unplaced=state.unplaced)
     engine = _Engine(model, params, x_obs, options, record, ops, keep_renderings=renderings,
                      observed_y=observed_y is not None)
@@ -214,7 +223,7 @@ class _Engine:
         """S_y (§3.3): hard arg-max (keep-current ties) or q = softmax(s) for soft feedback."""
         ops, keep = self.ops, self.options.ties == "keep"
         y = state.y if self.observed_y else B.y_step(ops, logits, state.y, keep)
-        q = ops.xp.exp(ops.log_softmax(logits, -1)) if self.options.feedback == "softmax" else None
+        q = class_distribution(ops, logits) if self.options.feedback == "softmax" else None
         new = State(h=state.h, y=y, z=state.z, t=state.t, q=q, norm_scales=state.norm_scales,
                     unplaced=state.unplaced)
         self.record(n, "y", new)

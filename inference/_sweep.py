@@ -66,7 +66,7 @@ class Sweep:
                 self.z[path], self.t[pool], self.pooled[pool] = B.joint_step_pooled(
                     *args, layer.leak, overwrite=owned)
                 return a  # (its contents are spent when owned; the pool hook ignores it)
-            self.z[path], self.t[pool] = B.joint_step(*args)
+            self.z[path], self.t[pool] = B.joint_step(*args, layer.leak)
             self._step(path, (path, pool))
         else:
             self.z[path] = B.z_step(ops, gating, self.ghat[path], self.z[path], self.keep)

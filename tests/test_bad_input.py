@@ -259,3 +259,33 @@ def test_bad_options(kwargs, match):
 def test_bad_original_recipe_eta(eta):
     with pytest.raises(DGMError, match="Options.original eta"):
         Options.original(eta=eta)
+
+
+# -- issue 16 ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_alternating_map_refuses_non_finite_params(backend, bad):
+    """case 5: NaN parameters ran to NaN logits without a word."""
+    from backends import InputError
+    model, params, x = small()
+    params = dict(params, **{"layers.0.weight": params["layers.0.weight"].copy()})
+    params["layers.0.weight"][0, 0, 0, 0] = bad
+    if backend == "torch":
+        params = {k: torch.from_numpy(v) for k, v in params.items()}
+        x = torch.from_numpy(x)
+    with pytest.raises(InputError, match=r"params\['layers.0.weight'\] contains NaN or inf"):
+        alternating_map(model, params, x, cycles=1)
+
+
+def test_frozen_norm_without_scales_is_an_input_error():
+    """case 8: a bare KeyError came out of dgm/_hooks.py."""
+    from backends import InputError
+    model = DGM([L.Conv2d(1, 2, 3, padding=1), L.Norm(), L.Switch(2), L.Flatten(),
+                 L.Dense(32, 3)], classes=2, input_shape=(1, 4, 4), norm="frozen")
+    params = model.init("numpy", seed=0)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 1, 4, 4))
+    state = model.plain_state(params, x)[0]
+    bare = State(h=state.h, y=state.y, z=state.z, t=state.t)
+    with pytest.raises(InputError, match="frozen norm scale"):
+        model.render(params, bare)

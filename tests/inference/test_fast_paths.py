@@ -93,7 +93,7 @@ def test_joint_step_pooled_output_and_gradient(problem):
         leak = model.site_layer[path].leak
         z_old, t_old = problem.state.z[path], problem.state.t[pool]
         for keep in (True, False):
-            z, t = joint_step(NP, a, g, z_old, t_old, k, keep)
+            z, t = joint_step(NP, a, g, z_old, t_old, k, keep, leak)
             z2, t2, out = joint_step_pooled(NP, a, g, z_old, t_old, k, keep, leak)
             np.testing.assert_array_equal(z, z2)
             np.testing.assert_array_equal(t, t2)
@@ -107,7 +107,7 @@ def test_joint_step_pooled_output_and_gradient(problem):
                 if fused:
                     zt, tt, o = joint_step_pooled(*args, leak)
                 else:
-                    zt, tt = joint_step(*args)
+                    zt, tt = joint_step(*args, leak)
                     o = TO.pool_select(TO.gate(at, zt, leak), tt, k)
                 (o * w).sum().backward()
                 outs.append((o.detach(), at.grad.clone()))
