@@ -346,3 +346,19 @@ def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, tiny, monkeypatch, capsys)
     assert main(argv) == 2                               # the run is there: --resume needed
     assert "--resume" in capsys.readouterr().err
     assert main(argv + ["--resume"]) == 0
+
+
+def test_full_disk_is_one_clear_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """case 8: a full disk surfaced as "[enforce fail at inline_container.cc:672]"."""
+    from zoo.training.checkpoint import save_checkpoint
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"step": 1})
+
+    def full(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=r"could not write checkpoint .*last.pt.*disk space"):
+        save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path) == {"step": 1} and not (tmp_path / "last.pt.tmp").exists()

@@ -18,8 +18,15 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise OSError(f"could not write checkpoint {path} ({detail}); check the free disk "
+                      f"space and permissions (the previous {path.name}, if any, is intact)") \
+            from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
