@@ -38,14 +38,20 @@ class Repair:
     level0_channels: int
 
 
+def _norm(a: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(a, dim=tuple(range(1, a.ndim)))
+
+
 def cosine(a: Tensor, b: Tensor) -> Tensor:
-    """Per example (N,): cos(a, b) of the flattened maps."""
-    return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)
+    """Per example (N,): ⟨a, b⟩ / (‖a‖ ‖b‖) over all the other axes (0 where a norm is 0;
+    reduced in place, so channels-last maps are not copied)."""
+    dot = (a * b).sum(tuple(range(1, a.ndim)))
+    return dot / (_norm(a) * _norm(b)).clamp_min(1e-30)
 
 
 def relative_l2(a: Tensor, ref: Tensor) -> Tensor:
-    """Per example (N,): ‖a − ref‖ / ‖ref‖ of the flattened maps."""
-    return (a - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)
+    """Per example (N,): ‖a − ref‖ / ‖ref‖ over all the other axes."""
+    return _norm(a - ref) / _norm(ref)
 
 
 def psnr(a: Tensor, ref: Tensor, data_range: float = 2.0) -> Tensor:
