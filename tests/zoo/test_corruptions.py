@@ -313,3 +313,10 @@ def test_cifar10c_reader_errors(tmp_path, monkeypatch):
         load_cifar10c("contrast", 1, tmp_path, indices=[4])
     with pytest.raises(DGMError, match="1..5"):
         load_cifar10c("contrast", 7, tmp_path)
+
+
+def test_readme_shows_the_table():
+    """The README's corruption table is the code's table."""
+    from pathlib import Path
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    assert table_markdown() in readme.read_text()

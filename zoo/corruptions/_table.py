@@ -61,26 +61,26 @@ MEANING: dict[str, str] = {
 }
 
 NOTES: dict[str, str] = {
-    "gaussian_noise": "= CIFAR-10-C. MNIST-C (not in its published 15): σ = 0.38 (ImageNet-C s5)",
+    "gaussian_noise": "= CIFAR-10-C. MNIST-C (not in its released 15): σ = 0.38 (ImageNet-C s5)",
     "shot_noise": "= CIFAR-10-C. MNIST-C: c = 3 (ImageNet-C s5)",
     "impulse_noise": "= CIFAR-10-C (scikit-image's s&p drawn with our generator). "
                      "MNIST-C: 0.17 (ImageNet-C s4)",
-    "speckle_noise": "= CIFAR-10-C. MNIST-C (not published): σ = 0.6",
+    "speckle_noise": "= CIFAR-10-C. MNIST-C (not in its released 15): σ = 0.6",
     "gaussian_blur": "= CIFAR-10-C (skimage.filters.gaussian: nearest edges, truncate 4). "
-                     "MNIST-C (not published): σ = 2",
+                     "MNIST-C (not in its released 15): σ = 2",
     "defocus_blur": "= CIFAR-10-C (17×17 disk, 3×3 Gaussian anti-alias, reflect-101 edges). "
-                    "MNIST-C (not published): (3, 0.1)",
+                    "MNIST-C (not in its released 15): (3, 0.1)",
     "motion_blur": "CIFAR-10-C's radius/σ; kernel = imagecorruptions' numpy line kernel "
                    "(CIFAR-10-C called ImageMagick's MotionBlurImage). MNIST-C: (10, 3) s1",
-    "zoom_blur": "= CIFAR-10-C. MNIST-C (not published): arange(1, 1.31, 0.03)",
-    "contrast": "= CIFAR-10-C (mean per channel). MNIST-C (not published): c = 0.1",
+    "zoom_blur": "= CIFAR-10-C. MNIST-C (not in its released 15): arange(1, 1.31, 0.03)",
+    "contrast": "= CIFAR-10-C (mean per channel). MNIST-C (not in its released 15): c = 0.1",
     "brightness": "= CIFAR-10-C; grayscale: V = x, so clip(x + c). MNIST-C: +0.5 (s5)",
     "fog": "= CIFAR-10-C (fractal map of the next power of 2 ≥ size, cropped; 32 for both sizes). "
            "MNIST-C: (3.0, 1.4), a 256 map cropped to 28 (smoother)",
     "pixelate": "= CIFAR-10-C, computed in float (no 8-bit rounding). MNIST-C (not "
                 "published): 0.4",
     "jpeg_compression": "= CIFAR-10-C (Pillow, 8-bit); grayscale saved as an 8-bit gray JPEG. "
-                        "MNIST-C (not published): quality 7",
+                        "MNIST-C (not in its released 15): quality 7",
     "elastic_transform": "= CIFAR-10-C (random affine with reflect-101 edges, then a smoothed "
                          "displacement field); the affine is resampled with scipy instead of "
                          "OpenCV (OpenCV rounds coordinates to 1/32 px). MNIST-C (not "

@@ -13,7 +13,8 @@ cycles used and whether it converged; per-pass lists are then padded with each i
 point (a batch stops only when all of its images converged).
 
 Records are appended to ``results.jsonl`` as each cell finishes (kind "cell"), then the
-summaries (``natural_report``), ``table.md`` and the figures.
+summaries (``natural_report``), the timing (total, corruption generation, per model), ``table.md``
+and the figures.
 """
 from __future__ import annotations
 
@@ -243,6 +244,7 @@ def run_natural(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Natura
                                  options=asdict(net.options), pixel_space=pixel_space(net))
                          for m, net in models.items()})]
     strips: dict = {}
+    corrupt_s = 0.0
     start = time.perf_counter()
     bar = tqdm(total=len(plan) * sum(cost.values()) * len(y), unit="img·pass", smoothing=0.1,
                disable=None if progress is None else not progress, dynamic_ncols=True)
@@ -255,8 +257,10 @@ def run_natural(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Natura
                     pixels = canonical(corruption, severity) if canonical else None
                     source = "generated" if pixels is None else "canonical"
                     if pixels is None:
+                        t0 = time.perf_counter()
                         pixels = corrupt(x01, corruption, severity, seed=config.seed,
                                          indices=ids)
+                        corrupt_s += time.perf_counter() - t0
                     xc = torch.from_numpy(np.asarray(pixels, dtype=np.float32) * 2 - 1)
                 for m, net in models.items():
                     t0 = time.perf_counter()
@@ -277,7 +281,9 @@ def run_natural(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Natura
         summary = natural_report.summaries(recs)
         timing = dict(kind="timing", seconds=round(seconds, 1),
                       images_per_s=round(len(plan) * len(models) * len(y) / seconds, 1),
-                      threads=torch.get_num_threads())
+                      threads=torch.get_num_threads(), corrupt_seconds=round(corrupt_s, 1),
+                      model_seconds={m: round(sum(d["seconds"] for d in recs[1:]
+                                                  if d["model"] == m), 1) for m in models})
         for rec in summary + [timing]:
             f.write(json.dumps(rec) + "\n")
     recs += summary + [timing]
