@@ -23,13 +23,7 @@ from zoo.evaluation.runner import cell_seed, score
 from zoo.models.cnnf import CNNF
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded (and the CI machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/zoo/conftest.py
 
 
 def tiny(cycles: int, mode: str = "exact", norm: str = "none", seed: int = 0) -> CNNF:

@@ -27,12 +27,7 @@ from zoo.evaluation.natural_report import paired_difference
 from zoo.models.cnnf import CNNF
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/zoo/conftest.py
 
 
 def tiny(cycles: int, mode: str = "exact", seed: int = 0, channels: int = 1) -> CNNF:
