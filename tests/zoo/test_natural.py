@@ -149,8 +149,8 @@ def test_summaries_match_hand_computations(tmp_path):
 def test_fixed_point_matches_per_image_runs(tmp_path, mode):
     net = tiny(1, mode, seed=5)
     x, y = data(7, seed=6)
-    cfg = NaturalConfig(corruptions=("contrast",), severities=(5,), batch_size=3,
-                        fixed_point=True, max_cycles=12)
+    cfg = NaturalConfig(corruptions=("contrast", "brightness"), severities=(5,), batch_size=3,
+                        fixed_point=True, max_cycles=12)  # (one family, cells of any length)
     recs = run_natural({"m": net}, x, y, cfg, tmp_path, log=lambda s: None)
     cell = next(d for d in recs if d["kind"] == "cell" and d["corruption"] == "contrast")
     xc = torch.from_numpy(corrupt(((x.double() + 1) / 2).numpy(), "contrast", 5) * 2 - 1)

@@ -63,8 +63,9 @@ def accuracy_over_iterations(recs: Sequence[dict], path: Path) -> bool:
             for s in sorted({d["severity"] for d in cells if d["family"] == fam}):
                 group = [d["pass_acc"] for d in cells if d["model"] == m
                          and d["family"] == fam and d["severity"] == s]
-                mean = [100 * sum(p[i] for p in group) / len(group)
-                        for i in range(len(group[0]))]
+                width = max(len(p) for p in group)  # (fixed point: pad with the fixed point)
+                group = [p + p[-1:] * (width - len(p)) for p in group]
+                mean = [100 * sum(p[i] for p in group) / len(group) for i in range(width)]
                 ax.plot(mean, marker=".", label=f"s{s}")
             ax.set(title=f"{m}: {fam}", xlabel="pass (0 = feedforward)", ylim=(0, 100))
             ax.grid(alpha=0.3)
