@@ -31,6 +31,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--mode", choices=tuple(PRESETS), default=_DEFAULTS.mode,
                    help="engine preset (inference.PRESETS)")
     p.add_argument("--readout", choices=("last", "avg"), default=_DEFAULTS.readout)
+    p.add_argument("--head", choices=("adjoint", "nearest"), default=_DEFAULTS.head,
+                   help="WRN head feedback: the exact adjoint of the average pool (default) or "
+                        "the original's nearest upsampling (faithful mode)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory format for the model and batches (GPU)")
     p.add_argument("--epochs", type=float, default=_DEFAULTS.epochs, help="may be fractional")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr)

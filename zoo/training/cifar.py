@@ -21,7 +21,7 @@ import numpy as np
 
 from ..attacks import pixel_to_input
 from ..data import load_cifar10, random_crop_flip
-from .recipes import Recipe, hub_builder, register_recipe
+from .recipes import ARCH_FIELDS, Recipe, hub_builder, register_recipe
 
 CIFAR_DEFAULTS: dict[str, Any] = {
     "val_size": 5000,
@@ -30,6 +30,11 @@ CIFAR_DEFAULTS: dict[str, Any] = {
     "clean_weight": 0.05,
 }
 """Recipe defaults (input units): the loop fills the options the command line leaves unset."""
+
+
+WRN_ARCH_FIELDS = ARCH_FIELDS + ("head",)
+"""The WRN factory also takes ``head``: "adjoint" (the exact adjoint of the average pool) or
+"nearest" (the original's head feedback, faithful mode)."""
 
 
 def _load(split: str, data_dir):
@@ -46,5 +51,6 @@ def _augment(x, generator):
 
 
 for _name, _model in (("cifar10", "cnnf_wrn_40_2"), ("cifar10-wrn16", "cnnf_wrn_16_2")):
-    register_recipe(Recipe(name=_name, build=hub_builder(_model), load=_load, augment=_augment,
-                           defaults=dict(CIFAR_DEFAULTS)))
+    register_recipe(Recipe(name=_name, build=hub_builder(_model, WRN_ARCH_FIELDS), load=_load,
+                           augment=_augment, defaults=dict(CIFAR_DEFAULTS),
+                           arch_fields=WRN_ARCH_FIELDS))

@@ -66,6 +66,7 @@ class TrainConfig:
     norm: str = "frozen"
     mode: str = "exact"
     readout: str = "last"
+    head: str = "adjoint"
     epochs: float = 1.0
     batch_size: int = 64
     lr: float = 0.05
@@ -98,13 +99,14 @@ class TrainConfig:
     init_from: Optional[str] = None
     data_dir: Optional[str] = None
     test: bool = False
+    channels_last: bool = False
     command: str = ""
 
     def validate(self) -> "TrainConfig":
         """``self`` if every option is in range (finite where a number), else ``ConfigError``
         naming the option (as its ``--flag``)."""
         choices = {"norm": ("none", "frozen", "original"), "mode": ("exact", "original"),
-                   "readout": ("last", "avg"), "objective": OBJECTIVES[:3],
+                   "readout": ("last", "avg"), "head": ("adjoint", "nearest"), "objective": OBJECTIVES[:3],
                    "unlabelled": UNLABELLED, "optimizer": ("sgd", "adam")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -372,6 +374,8 @@ def _resolve(config: TrainConfig, resume: bool, overwrite: bool,
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = recipe.build(config).to(device)
+    if config.channels_last:  # (4-d weights; batches follow in _step)
+        model = model.to(memory_format=torch.channels_last)
     if config.init_from:
         model.load_state_dict(model_state(load_checkpoint(config.init_from)))
 
@@ -488,6 +492,8 @@ def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, step: int, bar) -> tupl
     if run.recipe.augment is not None:
         xb = run.recipe.augment(xb, run.generator)
     xb, yb = (t.to(device) for t in ddp.shard(xb, yb))
+    if run.config.channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
     lr = poly_lr(config.lr, step, run.total, config.poly_power)
     for group in optimizer.param_groups:
         group["lr"] = lr
