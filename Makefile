@@ -26,7 +26,7 @@ data:
 	    sudo sh -c 'apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist'; }
 
 demo: install data
-	$(VENV)/bin/dgm demo --out out/demo
+	$(VENV)/bin/dgm demo --out out/demo --overwrite
 
 test: install
 	$(PY) -m pytest -q -n 2

@@ -63,7 +63,8 @@ def default_configs(quick: bool) -> list[Config]:
     mode (no issue-7 targets: they are stated for the exact engine), and WRN-40-2 (batch 64,
     ind 5, cycles 2); ``quick`` shrinks batches for CI."""
     from zoo.models.fashion import fashion_cnnf
-    from zoo.registry import create_model, has_weights
+    from zoo.models import create_model
+    from zoo.models.hub import has_weights
     fashion = dict(batch=32 if quick else 256, cycles=(0, 1, 2, 5), train_cycles=5,
                    numpy_batch=4 if quick else 16, numpy_cycles=5)
     configs = [Config("fashion-mnist", lambda c: fashion_cnnf(cycles=c, ind=2), growth=True,

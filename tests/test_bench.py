@@ -123,7 +123,7 @@ def test_default_configs_time_the_bundled_original_mode():
     card's architecture in the original-compatible mode, with its trained weights."""
     from benchmarks.suite import default_configs
     from inference import Options
-    from zoo.registry import create_model
+    from zoo.models import create_model
     configs = {c.name: c for c in default_configs(quick=True)}
     assert configs["fashion-mnist"].build(1).options == Options()
     original = configs["fashion-mnist-original"]

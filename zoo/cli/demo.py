@@ -16,10 +16,11 @@ untrained weights cost the same. The full 1,000-image evaluation is
 """
 from __future__ import annotations
 
-import sys
 
-from zoo.data import DataError, load_fashion_mnist
+from zoo.data import load_fashion_mnist
 from zoo.evaluation import ATTACKS, CheckConfig
+
+from zoo._outdir import check_writable
 
 from ._args import add_eval_options, load_models
 from .eval import evaluate_from_args
@@ -39,16 +40,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    try:
-        load_fashion_mnist("test", args.data_dir)
-    except DataError as err:
-        print(f"error: {err} (the demo needs the Fashion-MNIST test set)", file=sys.stderr)
-        return 2
-    try:
-        models = load_models(MODELS)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: the bundled models could not be loaded: {err}", file=sys.stderr)
-        return 2
+    check_writable(args.out, "--out")           # before any work
+    load_fashion_mnist("test", args.data_dir)   # DataError: the demo needs the test set
+    models = load_models(MODELS)
     print(f"dgm demo: {args.n_examples} test images, eps = "
           f"{', '.join(f'{e:g}' for e in args.eps)} (pixel units)", flush=True)
     return evaluate_from_args(args, models, dict(command="demo", models_spec=list(MODELS)))

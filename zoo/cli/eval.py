@@ -14,17 +14,19 @@ Models are ``NAME`` or ``NAME.TAG`` (the hub's weights), ``NAME=PATH`` (weights 
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
 import torch
 
-from zoo.data import DataError, load_cifar10, load_fashion_mnist
+from zoo.data import load_cifar10, load_fashion_mnist
 from zoo.evaluation import ATTACKS, CheckConfig, EvalConfig, fixed_subset, run_evaluation
 from zoo.evaluation.cifar10 import TableConfig, seed_table, write_table
 
-from ._args import add_eval_options, add_model_options, load_models
+from backends import ConfigError
+from zoo._outdir import check_writable
+
+from ._args import CASCADE_DEFAULT, add_eval_options, add_model_options, load_models
 from .eval_corruptions import add_corruption_arguments, run_corruptions
 
 TABLE_MODELS = ("cnn_wrn_16_2", "cnnf_wrn_16_2")
@@ -63,13 +65,13 @@ def evaluate_from_args(args, models: dict, header: dict) -> int:
     """Run the evaluation described by the common options on ``models``."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        x, y, idx = fashion_subset(args.n_examples, args.seed, args.data_dir)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    x, y, idx = fashion_subset(args.n_examples, args.seed, args.data_dir)
     cnn = next((m for m, net in models.items() if net.is_cnn), None)
     attacks = tuple(a for a in args.attacks if a != "transfer" or cnn is not None)
+    stray = [a for a in args.cascade if a not in attacks[1:] and a not in CASCADE_DEFAULT]
+    if stray:
+        raise ConfigError(f"--cascade {','.join(stray)}: a cascaded attack must be one of "
+                          f"--attacks after the first ({', '.join(attacks[1:])})")
     config = EvalConfig(eps=args.eps, attacks=attacks, readouts=args.readouts,
                         cascade=tuple(a for a in args.cascade if a in attacks[1:]),
                         steps=args.steps, step_scale=args.step_scale, restarts=args.restarts,
@@ -89,7 +91,8 @@ def evaluate_from_args(args, models: dict, header: dict) -> int:
                   cards={m: getattr(net, "card", {}).get("sha256") for m, net in models.items()})
     start = time.perf_counter()
     run_evaluation(models, x, y, config, args.out, check=check, header=header,
-                   strip_n=args.strip_n, progress=args.progress)
+                   strip_n=args.strip_n, progress=args.progress, resume=args.resume,
+                   overwrite=args.overwrite)
     print(f"done in {time.perf_counter() - start:.0f} s ({torch.get_num_threads()} threads); "
           f"{len(y)} images, eps = {', '.join(f'{e:g}' for e in args.eps)}; "
           f"outputs in {args.out}")
@@ -102,14 +105,10 @@ def run(args) -> int:
     if args.corruptions:
         return run_corruptions(args)
     if args.dataset != "fashion-mnist":
-        print(f"error: the ε sweep runs on fashion-mnist; for {args.dataset} use --corruptions "
-              f"or --table cifar10", file=sys.stderr)
-        return 2
-    try:
-        models = load_models(args.models, args.untrained)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"the ε sweep runs on fashion-mnist; for {args.dataset} use "
+                          f"--corruptions or --table cifar10")
+    check_writable(args.out, "--out")           # before any work
+    models = load_models(args.models, args.untrained)
     return evaluate_from_args(args, models, dict(command="eval", models_spec=list(args.models),
                                                  untrained=args.untrained))
 
@@ -121,18 +120,12 @@ def run_table(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     specs = TABLE_MODELS if set(args.models) <= {"fashion_cnn", "fashion_cnnf"} else args.models
-    try:
-        models = load_models(specs, args.untrained)
-        x_all, y_all = load_cifar10("test", args.data_dir)
-    except (FileNotFoundError, ValueError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    models = load_models(specs, args.untrained)
+    x_all, y_all = load_cifar10("test", args.data_dir)
     cnns = [m for m, net in models.items() if net.is_cnn]
     cnnfs = [m for m, net in models.items() if not net.is_cnn]
     if len(cnns) != 1 or len(cnnfs) != 1:
-        print(f"error: --table needs one CNN (0 cycles) and one CNN-F, got {list(models)}",
-              file=sys.stderr)
-        return 2
+        raise ConfigError(f"--table needs one CNN (0 cycles) and one CNN-F, got {list(models)}")
     idx = fixed_subset(len(y_all), args.n_examples, args.seed)
     x, y = torch.from_numpy(x_all[idx]), torch.from_numpy(y_all[idx])
     config = TableConfig(spsa_samples=args.table_spsa_samples, spsa_steps=args.table_spsa_steps,

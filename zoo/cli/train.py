@@ -103,7 +103,8 @@ def _command(args: argparse.Namespace) -> str:
     defaults, in the parser's order)."""
     words = ["dgm", "train", args.dataset]
     for action in _PARSER[0]._actions:
-        if not action.option_strings or action.dest == "help":
+        if not action.option_strings or action.help == argparse.SUPPRESS or \
+                action.dest in ("help", "debug"):
             continue
         value = getattr(args, action.dest)
         if value == action.default:
