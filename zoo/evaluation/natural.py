@@ -13,8 +13,8 @@ cycles used and whether it converged; per-pass lists are then padded with each i
 point (a batch stops only when all of its images converged).
 
 Records are appended to ``results.jsonl`` as each cell finishes (kind "cell"), then the
-summaries (``natural_report``), the timing (total, corruption generation, per model), ``table.md``
-and the figures.
+summaries (``natural_report``), the timing (wall and process CPU seconds, corruption generation,
+per model), ``table.md`` and the figures.
 """
 from __future__ import annotations
 
@@ -245,7 +245,7 @@ def run_natural(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Natura
                          for m, net in models.items()})]
     strips: dict = {}
     corrupt_s = 0.0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     bar = tqdm(total=len(plan) * sum(cost.values()) * len(y), unit="img·pass", smoothing=0.1,
                disable=None if progress is None else not progress, dynamic_ncols=True)
     with open(out / "results.jsonl", "w") as f:
@@ -282,6 +282,7 @@ def run_natural(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Natura
         timing = dict(kind="timing", seconds=round(seconds, 1),
                       images_per_s=round(len(plan) * len(models) * len(y) / seconds, 1),
                       threads=torch.get_num_threads(), corrupt_seconds=round(corrupt_s, 1),
+                      cpu_seconds=round(time.process_time() - cpu_start, 1),
                       model_seconds={m: round(sum(d["seconds"] for d in recs[1:]
                                                   if d["model"] == m), 1) for m in models})
         for rec in summary + [timing]:
