@@ -196,6 +196,8 @@ class Switch(Layer):
 def switch_log_normaliser(ops, u, leak: float):
     """log Σ_{z∈{0,1}} e^{γ(z)u} = log(e^{αu} + e^{u}) = softplus((1−α)u) + αu per unit, with
     α the Switch's leak: the normaliser of the switch prior with logit u = b·ĝ (§1.3)."""
+    if leak == 0.0:  # (the same values without the two no-op passes over u)
+        return ops.softplus(u)
     return ops.softplus(u * (1 - leak)) + leak * u
 
 
