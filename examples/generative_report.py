@@ -96,8 +96,9 @@ def main() -> None:
     _grid(torch.cat([xs[:20], g0]), 2, out / "renderings.png",
           "top: test images; bottom: MAP renderings g0 (class = label)")
     nc = args.n_classifier
-    report["generative_classifier"] = G.generative_accuracy(net, xs[:nc], ys[:nc],
-                                                            cycles=args.cycles)
+    report["generative_classifier"] = [
+        G.generative_accuracy(net, xs[:nc], ys[:nc], cycles=c, tau2=t)
+        for c, t in ((args.cycles, None), (args.cycles, 0.1), (2, 0.1))]
     report["repair"] = G.repair_gain(net, xs[:500], ys[:500], cycles=3, seed=args.seed)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     (out / "report.json").write_text(json.dumps(report, indent=1))

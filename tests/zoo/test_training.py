@@ -362,3 +362,47 @@ def test_full_disk_is_one_clear_error_and_keeps_the_previous_checkpoint(tmp_path
         save_checkpoint(path, {"step": 2})
     monkeypatch.undo()
     assert load_checkpoint(path) == {"step": 1} and not (tmp_path / "last.pt.tmp").exists()
+
+
+def test_keep_labels_keeps_per_class_labels_and_hides_the_rest():
+    from zoo.training.loop import keep_labels
+    y = np.random.default_rng(3).integers(0, 4, 200)
+    kept = keep_labels(y, 5, seed=1)
+    assert ((kept == y) | (kept == -1)).all()
+    assert np.bincount(kept[kept >= 0], minlength=4).tolist() == [5, 5, 5, 5]
+    assert (keep_labels(y, 5, seed=1) == kept).all() and not (keep_labels(y, 5, 2) == kept).all()
+
+
+@pytest.mark.parametrize("extra", [dict(objective="hybrid", gen_weight=2.0),
+                                   dict(objective="generative", learn_sigma2=True),
+                                   dict(objective="hybrid", labels_per_class=3,
+                                        unlabelled="lse", optimizer="adam", lr=0.01)])
+def test_generative_objectives_train_resume_and_log_their_terms(tmp_path, tiny, monkeypatch,
+                                                              extra):
+    """--objective hybrid/generative and semi-supervised runs: the terms are logged, a resume
+    after an interruption is bit-identical (σ² included), the summary has σ² when learned."""
+    straight = train(_config(tmp_path, "straight", cycles=0, **extra))
+    steps = [r for r in _read_log(straight["config"]["out"]) if r["event"] == "step"]
+    assert len(steps) == 6 and all("gen" in r for r in steps)
+    if extra["objective"] == "hybrid":
+        assert all("ce" in r for r in steps)
+    write = _jsonl.JsonlLog.write
+
+    def interrupting(self, event, **fields):
+        if event == "step" and fields["step"] == 4:
+            raise _Interrupt
+        write(self, event, **fields)
+
+    cfg = _config(tmp_path, "cut", cycles=0, checkpoint_minutes=0, **extra)
+    monkeypatch.setattr(_jsonl.JsonlLog, "write", interrupting)
+    with pytest.raises(_Interrupt):
+        train(cfg)
+    monkeypatch.setattr(_jsonl.JsonlLog, "write", write)
+    again = train(cfg, resume=True)
+    assert _same_weights(straight["config"]["out"], cfg.out)
+    if extra.get("learn_sigma2"):
+        assert straight["sigma2"] != 1.0 and straight["sigma2"] == again["sigma2"]
+
+
+def _read_log(out):
+    return [json.loads(line) for line in open(f"{out}/log.jsonl")]
