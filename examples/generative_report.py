@@ -85,6 +85,7 @@ def main() -> None:
     report["clean_accuracy"] = evaluate(net, torch.from_numpy(x), torch.from_numpy(y))
     report["rendering"] = {f"cycles_{c}": G.rendering_quality(net, xs, ys, cycles=c)
                            for c in sorted({0, args.cycles})}
+    report["log_joint_per_dim"] = G.log_joint_per_dim(net, xs, ys, cycles=0)
     samples, classes = G.class_samples(net, per_class=10, seed=args.seed)
     judge = create_model("fashion_cnn", pretrained=True)
     report["samples"] = {"per_class": 10, "judge": "fashion_cnn (bundled)",

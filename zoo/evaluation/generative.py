@@ -63,6 +63,25 @@ def rendering_quality(net: CNNF, x: Tensor, y: Tensor, cycles: int = 1,
 
 
 @torch.no_grad()
+def log_joint_per_dim(net: CNNF, x: Tensor, y: Tensor, cycles: int = 0,
+                      batch_size: int = 200) -> dict[str, float]:
+    """Mean over images of log p_B(x̃, h, y, z, t) / D and of each of its terms (§1.5) at the
+    MAP state with y = the label (``inference.evidence_state``), in nats per dimension."""
+    model, params = net.dgm, net.params()
+    dim = math.prod(model.level0_shape)
+    sums: dict[str, float] = {}
+    for xb, yb in iterate_batches(x, y, batch_size, shuffle=False):
+        res = inference.alternating_map(model, params, xb, cycles=cycles, options=net.options,
+                                        record="none", renderings=False, converged=False,
+                                        observed_y=yb)
+        lj = model.log_joint(params, res.x_obs, evidence_state(model, res.x_obs, res.state),
+                             "B", observed="level0")
+        for name, value in {"total": lj.total, **lj.terms}.items():
+            sums[name] = sums.get(name, 0.0) + float(value.sum())
+    return {name: v / (len(y) * dim) for name, v in sums.items()}
+
+
+@torch.no_grad()
 def class_samples(net: CNNF, per_class: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Ancestral samples of model B (``dgm.program.sample_b``) with the class fixed:
     ``(images (K·per_class, …), classes)``; the image is the mean rendering g_0 (the

@@ -65,8 +65,8 @@ class CrossEntropy:
         lab = batch.labelled
         if bool(lab.all()):
             return clean_loss(net.forward_passes(batch.x), batch.y), {}
-        if not bool(lab.any()):
-            return batch.x.new_zeros(()), {}
+        if not bool(lab.any()):  # (a zero that is still a function of the parameters)
+            return sum(p.sum() for p in net.parameters()) * 0.0, {}
         return clean_loss(net.forward_passes(batch.x[lab]), batch.y[lab]), {}
 
 
