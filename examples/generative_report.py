@@ -93,9 +93,9 @@ def main() -> None:
                          "self_consistency": G.sample_consistency(net, samples, classes)}
     _grid(samples.view(10, 10, *samples.shape[1:]).transpose(0, 1).reshape(samples.shape),
           10, out / "samples.png", "ancestral samples of model B, one column per class")
-    g0 = G.map_rendering(net, xs[:20], ys[:20], cycles=args.cycles)
-    _grid(torch.cat([xs[:20], g0]), 2, out / "renderings.png",
-          "top: test images; bottom: MAP renderings g0 (class = label)")
+    g0 = [G.map_rendering(net, xs[:20], ys[:20], cycles=c) for c in (0, args.cycles)]
+    _grid(torch.cat([xs[:20]] + g0), 3, out / "renderings.png",
+          f"test images; MAP renderings g0 (class = label) after 0 and {args.cycles} cycle(s)")
     nc = args.n_classifier
     report["generative_classifier"] = [
         G.generative_accuracy(net, xs[:nc], ys[:nc], cycles=c, tau2=t)
