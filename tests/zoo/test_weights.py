@@ -182,7 +182,7 @@ def test_create_model_takes_arch_from_the_card(tmp_path):
     assert create_model("fashion_cnnf", pretrained=path, cycles=2).cycles == 2
 
 
-@pytest.mark.parametrize("name", ["fashion_cnn", "fashion_cnnf"])
+@pytest.mark.parametrize("name", ["fashion_cnn", "fashion_cnnf", "fashion_dgm"])
 def test_bundled_weights_verify(name):
     if name not in list_models(pretrained=True):
         pytest.skip(f"{name} has no bundled weights")
