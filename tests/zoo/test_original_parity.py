@@ -58,3 +58,116 @@ def test_every_pass_matches_the_original_code(name):
     assert len(passes) == len(expected) == meta["cycles"] + 1
     errors = [float(np.abs(p.numpy() - e).max()) for p, e in zip(passes, expected)]
     assert max(errors) <= TOL, f"max |logit difference| per pass: {errors}"
+
+
+# --- AdaPool windows whose feedback was exactly 0 (the "unplaced" rule, original-cnnf.md §A.1) ---
+# A small net on which the masked, un-pooled feedback leaves many pooled positions of the first
+# pool with feedback exactly 0; the reference below is written from the original layer
+# semantics (AdaReLU, AdaPool with its two gates, InsNorm where the feedback arrives), not from
+# this library.
+
+_ETA = 0.1
+
+
+def _small_original_net():
+    from dgm import DGM
+    from dgm import layers as L
+    from inference import Options
+    from zoo.models.cnnf import CNNF
+
+    layers = [L.Conv2d(1, 3, 3, padding=1), L.Norm(), L.Switch(3), L.MaxPool(2),
+              L.Conv2d(3, 1, 3, padding=1), L.Norm(), L.Switch(1), L.MaxPool(2),
+              L.Flatten(), L.Dense(16, 8), L.Switch(8)]
+    model = DGM(layers, classes=3, input_shape=(1, 16, 16), norm="original")
+    return CNNF(model, cycles=3, options=Options.original(_ETA), seed=1).double()
+
+
+def _rms(t):
+    return t / torch.sqrt(t.pow(2).mean((2, 3), keepdim=True) + 1e-8)
+
+
+class _AdaReLU:
+    """Plain ReLU until feedback g arrived; then a ← a + η(g − a), on where a·g > 0."""
+    hidden = None
+
+    def forward(self, a):
+        if self.hidden is not None:
+            a = a + _ETA * (self.hidden - a)
+            self.on = a * self.hidden > 0
+        else:
+            self.on = a > 0
+        return a * self.on
+
+    def feedback(self, g):
+        self.hidden = g
+        return g * self.on
+
+
+class _AdaPool:
+    """2×2 max-pool until feedback arrived; then the window max where the previous feedback was
+    > 0, the min where it was < 0, and 0 where it was exactly 0 (both gates off). Feedback is
+    un-pooled to the arg-max (first pass) or, gated the same way, to the arg-max and arg-min —
+    so a window whose previous feedback was 0 receives nothing."""
+    hidden = pos = None
+    zero_windows = 0
+
+    def forward(self, a):
+        self.size = a.shape[-2:]
+        hi, self.imax = torch.nn.functional.max_pool2d(a, 2, return_indices=True)
+        if self.hidden is None:
+            return hi
+        lo, self.imin = torch.nn.functional.max_pool2d(-a, 2, return_indices=True)
+        self.pos, self.neg = (self.hidden > 0).to(a.dtype), (self.hidden < 0).to(a.dtype)
+        self.zero_windows += int((self.hidden == 0).sum())
+        return self.pos * hi - self.neg * lo
+
+    def feedback(self, g):
+        self.hidden = g
+        unpool = torch.nn.functional.max_unpool2d
+        if self.pos is None:
+            return unpool(g, self.imax, 2, output_size=self.size)
+        return (unpool(g * self.pos, self.imax, 2, output_size=self.size)
+                + unpool(g * self.neg, self.imin, 2, output_size=self.size))
+
+
+def _reference_passes(p: dict, x, cycles: int):
+    """The original inference on the small net: logits of every pass and the number of pooled
+    positions whose feedback was exactly 0 when a forward pass read it."""
+    conv, convt = torch.nn.functional.conv2d, torch.nn.functional.conv_transpose2d
+    r1, r2, r3, p1, p2 = _AdaReLU(), _AdaReLU(), _AdaReLU(), _AdaPool(), _AdaPool()
+
+    def forward(h):
+        a = r1.forward(_rms(conv(h, p["layers.0.weight"], padding=1))
+                       + p["layers.2.bias"][:, None, None])
+        a = r2.forward(_rms(conv(p1.forward(a), p["layers.4.weight"], padding=1))
+                       + p["layers.6.bias"][:, None, None])
+        u = r3.forward(p2.forward(a).flatten(1) @ p["layers.9.weight"].T + p["layers.10.bias"])
+        return u @ p["head.weight"].T + p["head.bias"]
+
+    def feedback(logits):
+        g = r3.feedback(logits @ p["head.weight"]) @ p["layers.9.weight"]
+        g = r2.feedback(p2.feedback(_rms(g.reshape(-1, 1, 4, 4))))
+        g = convt(g, p["layers.4.weight"], padding=1)
+        return convt(r1.feedback(p1.feedback(_rms(g))), p["layers.0.weight"], padding=1)
+
+    h, passes = x, [forward(x)]
+    for _ in range(cycles):
+        h = h + _ETA * (feedback(passes[-1]) - h)
+        passes.append(forward(h))
+    return passes, p1.zero_windows + p2.zero_windows
+
+
+def test_pool_windows_with_zero_feedback_match_the_original_adapool():
+    """Windows whose feedback was exactly 0 output 0 and receive no feedback next (both AdaPool
+    gates off): every pass equals the reference. Without the rule (placing such a window at its
+    max) the last pass differs by 0.048."""
+    net = _small_original_net()
+    x = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(0),
+                   dtype=torch.float64) * 2 - 1
+    params = {k: v.detach() for k, v in net.params().items()}
+    expected, zero_windows = _reference_passes(params, x, net.cycles)
+    assert zero_windows > 50  # the case this test is about occurs (105 here)
+    with torch.no_grad():
+        passes = net.forward_passes(x)
+    errors = [float((p - e).abs().max()) for p, e in zip(passes, expected)]
+    assert max(errors) <= 1e-12, f"max |logit difference| per pass: {errors}"
