@@ -18,12 +18,34 @@ from zoo.models.fashion import fashion_cnnf
 from zoo.models.wrn import cnnf_wrn
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "original-cnnf"
-# Fashion-MNIST: the plain pass is exact and every prediction agrees, but the feedback passes
-# still differ by 1e-3 (pass 1) to 0.2 (pass 3) on about half of the images; the cause is not
-# found yet (an independent re-implementation of the original code in torch float64 gives the
-# same numbers as this library, and both equal the original's *float32* logits to 1e-6).
-_OPEN = pytest.mark.xfail(strict=True, reason="Fashion-MNIST feedback passes: residual "
-                          "difference to the original's float64 logits, under investigation")
+# Fashion-MNIST: the plain pass is exact and every prediction agrees, but on 13 of the 32 images
+# of each fixture the feedback passes differ from ``passes64`` (pass 1: 2e-4 to 9e-3; last pass:
+# up to 0.07 / 0.22); on the other images every pass agrees to <= 5e-15. Evidence that this is
+# the fixtures' numerical environment, not a semantic difference (commands in
+# /work/notes/parity.md):
+# * a line-by-line transcription of the original layers (AdaReLU/AdaPool/InsNorm/tied Conv2d and
+#   Linear modules, ``.double()``, ``run_cycles``' loop) run in float64 here gives *exactly* this
+#   library's logits (difference 0.0 at every pass), on both fixtures;
+# * this library equals the fixtures' own float32 run (``passes32``) to 1e-6 on every image of
+#   the first fixture, including the 13 that differ from ``passes64``;
+# * ``passes64``'s plain pass is not bit-equal to the transcription here (5.8e-16) for any
+#   thread count, batch split, input layout or MKL code path (MKL_CBWR) tried: the fixtures
+#   were computed with other rounding;
+# * the differing images are exactly those with many pool-3 windows whose maximum is an exact
+#   tie between two horizontally adjacent positions (fixture 1: >= 136 such windows on every
+#   differing image, <= 128 on every other; fixture 2: >= 265 vs <= 100), and the set of
+#   differing images is fixed from pass 1 on: consistent with other rounding turning some exact
+#   ties of the plain pass into non-ties (torch takes the first of tied positions, so the
+#   feedback is placed elsewhere). Which windows were affected could not be identified (no
+#   single or pair of other tie positions reproduces image 0: best residual 1.6e-4 of 5.6e-4);
+# * nothing else is close to a decision: at pass 1 the smallest |feedback| at a gate is 1e-7
+#   (AdaReLU) and 3e-6 (AdaPool), no pool feedback is exactly 0, and forcing any other
+#   deterministic tie rule (another fixed position, a per-pattern priority) makes more images
+#   differ, not fewer.
+# Regenerating passes64 in the CI environment (or dropping images with exact pool ties) would
+# make these two cases a float64 parity check again.
+_OPEN = pytest.mark.xfail(strict=True, reason="Fashion-MNIST passes64 were computed with other "
+                          "rounding (likely exact pool ties broken differently; see the comment above)")
 NAMES = (pytest.param("fmnist_ind2_c2_s101", marks=_OPEN),
          pytest.param("fmnist_ind0_c3_s102", marks=_OPEN), "wrn40_2_ind5_c2_s103")
 TOL = 1e-9
