@@ -42,6 +42,14 @@ class NormPolicy:
         return self.ops.update(x, "/", scale, overwrite)
 
 
+def zero_unplaced(ops, unplaced: dict, path: str, v):
+    """``v`` (a pooled map at MaxPool ``path``) with the windows that hold no position set to
+    0 (``State.unplaced``, CNN-F's AdaPool with both gates off): such a window outputs 0 on
+    the forward walk and renders nothing, so the two walks stay each other's adjoint."""
+    off = unplaced.get(path)
+    return v if off is None else ops.where(off, v * 0, v)
+
+
 class PlainPass:
     """The plain CNN pass (the engine's initial state, §3.6 row 7): ReLU gates z = 1[a > 0],
     max-pool positions t = argmax; records them (``record=False``: the same outputs, no
@@ -88,7 +96,8 @@ class FixedLatents:
         return self.ops.gate(a, self.z[path], layer.leak)
 
     def pool(self, path, layer, x):
-        return self.ops.pool_select(x, self.t[path], layer.kernel_size)
+        return zero_unplaced(self.ops, self.unplaced, path,
+                             self.ops.pool_select(x, self.t[path], layer.kernel_size))
 
     def switch_render(self, path, layer, g, owned: bool = False):
         if self.keep_ghat is None or path in self.keep_ghat:
@@ -101,10 +110,8 @@ class FixedLatents:
         return self.t[path]
 
     def pool_unplaced(self, path, g):
-        """``g`` with the windows that hold no position (``unplaced``) set to 0: they render
-        nothing (CNN-F's AdaPool with both gates off). ``g`` itself when there are none."""
-        off = self.unplaced.get(path)
-        return g if off is None else self.ops.where(off, g * 0, g)
+        """The pooled rendering ``g`` with the windows that hold no position set to 0."""
+        return zero_unplaced(self.ops, self.unplaced, path, g)
 
     def pooled_switch_render(self, path, layer, g, t, k: int):
         """γ(P_t z) ⊙ g on the pooled rendering, when ĝ at ``path`` is not recorded (its

@@ -5,7 +5,7 @@ Nothing about a state lives on the model: the same input always gives the same o
 an integer array (N, C, H', W') of in-window positions in ``0..k²-1``; ``q`` is the soft class
 distribution of the EM variant (§4.4) or None; ``norm_scales`` holds frozen per-channel RMS scales
 (§1.6) keyed by Norm path; ``unplaced`` maps a MaxPool path to a boolean array (N, C, H', W') of
-windows that hold no position (CNN-F's rule, ``ties="off"``: a window whose feedback was exactly 0
+windows that hold no position (CNN-F's rule, ``ties="original"``: a window whose feedback was exactly 0
 has both AdaPool gates off, so the next rendering places nothing there); empty for the exact
 engine.
 """

@@ -235,8 +235,9 @@ class _Engine:
         if self.record_mode != "step" and not guard:
             return None
 
-        def on_step(name, sites, z, t):
-            current = state.replace(z=dict(z), t=dict(t))
+        def on_step(name, sites, z, t, unplaced):
+            current = state.replace(z=dict(z), t=dict(t),
+                                    unplaced={**state.unplaced, **unplaced})
             if guard:
                 current = self._guard_sites(state, current, sites, exact_render, z, t)
                 z, t = dict(current.z), dict(current.t)

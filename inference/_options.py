@@ -15,7 +15,7 @@ _CHOICES = {
     "feedback": ("onehot", "softmax", "logits"),
     "h_update": ("exact", "damped", "original"),
     "block": ("joint", "z_then_t"),
-    "ties": ("keep", "off"),
+    "ties": ("keep", "off", "original"),
 }
 
 
@@ -32,8 +32,12 @@ class Options:
         eta: η of the damped/original h update (CNN-F's res_param, 0.1).
         blend: CNN-F's per-layer blend a ← a + blend·(ĝ − a) before gating (0 = exact).
         block: "joint" (z, t) block per switch+pool (§3.2) or "z_then_t" (CNN-F's order).
-        ties: "keep" the current value on exact ties (exact engine) or switch "off" (CNN-F:
-            zero feedback turns a unit off and makes a pool output 0).
+        ties: "keep" the current value on exact ties (exact engine); "off" switches it off
+            (zero feedback turns a unit off; a window at g = 0 takes any position: another
+            block maximiser, still monotone); "original" is CNN-F's AdaPool on top of "off":
+            a window whose feedback was exactly 0 outputs 0 and renders nothing next cycle
+            (``State.unplaced``; not a block maximiser in general, so not part of the
+            monotone variants).
         guard: accept each heuristic step only if the objective does not decrease.
     """
     feedback: str = "onehot"
@@ -62,7 +66,7 @@ class Options:
             raise DGMError(f"Options.original eta must be in (0, 1) (it is both the h damping "
                            f"and the per-layer blend), got {eta}")
         return cls(feedback="logits", h_update="original", eta=eta, blend=eta,
-                   block="z_then_t", ties="off")
+                   block="z_then_t", ties="original")
 
     @property
     def is_exact(self) -> bool:

@@ -3,14 +3,14 @@ Switch/MaxPool performs its block update with the feedback rendered at the start
 
 Gauss–Seidel: when site ℓ is updated, ``a_ℓ`` already uses the new lower gates and the stored
 ``ĝ_ℓ`` comes from the (not yet updated) upper gates, so each update is an exact block step.
-``on_step(name, z, t)`` is called after every site update (trajectory recording) and may return
+``on_step(name, sites, z, t, unplaced)`` is called after every site update (trajectory recording) and may return
 per-example replacement latents (the guard).
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from dgm._hooks import NormPolicy
+from dgm._hooks import NormPolicy, zero_unplaced
 
 from . import _blocks as B
 from ._options import Options
@@ -25,7 +25,7 @@ class Sweep:
         self.on_step = on_step
         self.joint_done: set[str] = set()
         self.keep = options.ties == "keep"
-        # ties "off": windows whose feedback g is exactly 0 get no position (State.unplaced)
+        # ties "original": windows whose feedback g is exactly 0 get no position (State.unplaced)
         self.unplaced: dict = {}
         # a joint block hands its pool the pooled output directly, unless a step callback may
         # replace the latents after the step or the blend makes the gated map differ from a
@@ -76,22 +76,23 @@ class Sweep:
 
     def pool(self, path, layer, x):
         if path in self.pooled:
-            return self.pooled.pop(path)
+            return zero_unplaced(self.ops, self.unplaced, path, self.pooled.pop(path))
         k = layer.kernel_size
         if path not in self.joint_done:
             self.t[path] = B.pool_t_step(self.ops, x, self.gpool[path], self.t[path], k, self.keep)
             self._unplace(path)
             self._step(path, (path,))
-        return self.ops.pool_select(x, self.t[path], k)
+        return zero_unplaced(self.ops, self.unplaced, path, self.ops.pool_select(x, self.t[path], k))
 
     def _unplace(self, pool: str) -> None:
-        """Ties "off" (CNN-F): a window with feedback exactly 0 has both AdaPool gates off —
-        its output is 0 and the next rendering places nothing there."""
-        if not self.keep:
+        """Ties "original" (CNN-F's AdaPool): a window with feedback exactly 0 has both gates
+        off — its output is 0 and the next rendering places nothing there. Not with
+        ``guard``: its exact fallbacks keep every window placed."""
+        if self.options.ties == "original" and not self.options.guard:
             self.unplaced[pool] = self.gpool[pool] == 0
 
     def _step(self, name: str, sites: tuple[str, ...]) -> None:
         if self.on_step is not None:
-            replaced = self.on_step(name, sites, self.z, self.t)
+            replaced = self.on_step(name, sites, self.z, self.t, self.unplaced)
             if replaced is not None:
                 self.z, self.t = replaced

@@ -122,7 +122,7 @@ GUARDED = {
 # the η = 0.5 released recipe since 7fe6132 (faithful CNN-F norm placement); passes before it.
 # Reproduce: @reproduce_failure('6.170.27', b'AXicc2R0BEFmRyYYyejI4AgRBHIYgBwGoAgDCDFr2H9gAAN'
 #                                b'HBjjThZE10xqkBQBfLAmP') on this test with name "original_eta0.5+guard"
-REGRESSED = {"original_eta0.5+guard": "J falls at a guarded h-step since 7fe6132 (see comment)"}
+REGRESSED: dict = {}
 
 
 @pytest.mark.parametrize("name", [
