@@ -76,7 +76,8 @@ def run_until(cmd: list[str], seconds: float) -> int:
     ``STOPPED`` (also when the signal came before it could write a checkpoint: the next
     invocation then starts it again)."""
     print("$", " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd)
+    # (a script started in the background inherits an ignored SIGINT: give the run the default)
+    proc = subprocess.Popen(cmd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         return proc.wait(timeout=max(seconds, 1.0))
     except subprocess.TimeoutExpired:

@@ -304,6 +304,7 @@ def test_ctrl_c_checkpoints_and_resume_is_bit_identical(tmp_path, tiny, monkeypa
     import signal
 
     from zoo.training.loop import TrainingInterrupted
+    handler_before = signal.getsignal(signal.SIGINT)  # (SIG_IGN when pytest runs in the background)
     straight = train(_config(tmp_path, "straight", cycles=0))
     write = _jsonl.JsonlLog.write
 
@@ -317,7 +318,7 @@ def test_ctrl_c_checkpoints_and_resume_is_bit_identical(tmp_path, tiny, monkeypa
     with pytest.raises(TrainingInterrupted, match="after step 2 of 6.*--resume"):
         train(cfg)
     monkeypatch.setattr(_jsonl.JsonlLog, "write", write)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before
     assert load_checkpoint(f"{cfg.out}/last.pt")["progress"]["step"] == 2
     assert train(cfg, resume=True)["steps"] == 6
     assert _same_weights(straight["config"]["out"], cfg.out)
