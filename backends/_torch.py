@@ -160,8 +160,7 @@ class TorchBackend(Backend):
         """Inverse of ``_position``: in-window position -> flat H·W index, as (N,H',W',C).
 
         Kept on ``t`` itself (as ``t._dgm_flat``), since one state's positions are placed and
-        selected several times a cycle; checked against ``t``'s version counter, except for
-        inference-mode tensors, which have none (positions are never written in place)."""
+        selected several times a cycle (the memo rule of ``dgm.traverse``)."""
         key = (int(hw[0]), int(hw[1]), k)
         flat = _recall(t, "_dgm_flat", key)
         if flat is None:
@@ -265,10 +264,8 @@ def _long(idx: Array) -> Array:
     return idx if idx.dtype == torch.int64 else idx.long()
 
 
-# -- facts remembered on a tensor (flat pool indices of positions, P_t of a pool_update result):
-# kept as an attribute of the tensor object with the version counters of the tensors involved,
-# so an in-place write to any of them forgets the fact (inference-mode tensors have no version
-# counter: the engine never writes into positions or gates in place)
+# -- facts remembered on a tensor (flat pool indices of positions, P_t of a pool_update result),
+# with the version counters of the tensors involved: the memo rule, stated in dgm.traverse
 _MEMOS = ("_dgm_flat", "_dgm_selected")
 
 

@@ -13,7 +13,7 @@ import math
 from typing import Sequence
 
 from dgm import DGM
-from dgm import _traverse as T
+from dgm import traverse as T
 from dgm.layers import Conv2d, Dense, Layer
 
 TRAIN_FACTOR = 3

@@ -11,7 +11,8 @@ value per example with an explicit backend RNG (``ops.rng``).
   ``log p = −sp((1 − 2z)·u)``; in general ``log p = γ(z)·u − sp((1 − α)u) − αu``.
 * ``UniformPosition(kk, like)`` — one in-window position in 0..kk−1 per pooling window;
   ``like`` (N, C, H', W') gives the window grid; ``log p = −n log kk``.
-* ``Normal(loc, var)`` — isotropic Gaussian with scalar variance ``var`` around ``loc`` (N, ...).
+* ``Normal(loc, var)`` — isotropic Gaussian with scalar variance ``var`` around ``loc`` (N, ...);
+  its density is :func:`gaussian_log_density`, which the closed-form log joint uses too.
 * ``Factor(log_factor)`` — the unit site behind ``dgm.primitives.factor``: adds ``log_factor`` (N,).
 """
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 from backends import DGMError, get_backend
 
 from .layers import switch_log_normaliser
-from .model import DGM
 
 
 class Distribution:
@@ -111,10 +111,18 @@ class Normal(Distribution):
         self.loc, self.var = loc, float(var)
 
     def log_prob(self, value):
-        return DGM.gaussian(self.ops, value, self.loc, self.var)
+        return gaussian_log_density(self.ops, value, self.loc, self.var)
 
     def sample(self, rng):
         return self.loc + math.sqrt(self.var) * self.ops.normal(rng, self.loc.shape, self.loc)
+
+
+def gaussian_log_density(ops, value: Any, mean: Any, var: float) -> Any:
+    """log N(value; mean, var·I) summed per example, (N,):
+    −‖value − mean‖²/(2·var) − (D/2)·log(2π·var), D the event size."""
+    d = value - mean
+    dim = math.prod(value.shape[1:])
+    return -ops.batch_dot(d, d) / (2 * var) - 0.5 * dim * (math.log(2 * math.pi * var))
 
 
 class Factor(Distribution):

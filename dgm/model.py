@@ -14,8 +14,9 @@ from typing import Any, Collection, Mapping, Sequence
 
 from backends import DGMError, backend_by_name, get_backend
 
-from . import _traverse as T
-from ._hooks import FixedLatents, NormPolicy, PlainPass
+from . import traverse as T
+from .distributions import gaussian_log_density
+from .hooks import FixedLatents, NormPolicy, PlainPass
 from ._validate import check_array, check_latent
 from .layers import Dense, Initializer, Layer, MaxPool, Switch, switch_log_normaliser
 from .state import State
@@ -289,9 +290,9 @@ class DGM:
                 terms[f"pool:{path}"] = ops.zeros((state.batch_size,), like) - n * math.log(kk)
         else:
             terms["render"] = ops.batch_dot(g0, g0) / (2 * self.sigma2)
-        terms["gauss"] = self.gaussian(ops, state.h, g0, self.sigma2)
+        terms["gauss"] = gaussian_log_density(ops, state.h, g0, self.sigma2)
         if math.isfinite(self.tau2):
-            terms["obs"] = self.gaussian(ops, x_obs, state.h, self.tau2)
+            terms["obs"] = gaussian_log_density(ops, x_obs, state.h, self.tau2)
         if normalisation == "G" and log_z is not None:
             terms["log_Z"] = ops.zeros((state.batch_size,), like) - log_z
         total = sum(terms.values())
@@ -322,13 +323,6 @@ class DGM:
         norm = switch_log_normaliser(ops, u, self.site_layer[path].leak)
         return norm.reshape(norm.shape[0], -1).sum(-1)
 
-    @staticmethod
-    def gaussian(ops, value, mean, var):
-        """log N(value; mean, var·I) summed per example (N,)."""
-        d = value - mean
-        dim = math.prod(value.shape[1:])
-        return -ops.batch_dot(d, d) / (2 * var) - 0.5 * dim * (math.log(2 * math.pi * var))
-
     def corrected_logits(self, params: Mapping[str, Any], state: State):
         """Model B's class posterior logits s_y − R_y(z, t) (N, K), dgm-math §2.2:
         R_y = ‖g_0(y)‖²/(2σ²) + Σ sp(b ĝ(y)), rendering all K classes (one batched pass each)."""
@@ -347,7 +341,11 @@ class DGM:
 
     def check_state(self, state: State, like, x_obs=None) -> None:
         """Shapes, dtypes, value ranges and completeness of ``state`` against this model; with
-        ``x_obs``, also the level-0 observation x̃ (shape, backend, finite, same batch)."""
+        ``x_obs``, also the level-0 observation x̃ (shape, backend, finite, same batch).
+
+        The state comes from outside a walk, so whatever the backend remembers about its
+        latents is forgotten (the memo rule of ``dgm.traverse``: they may have been edited in
+        place where no version counter shows it, under ``torch.inference_mode``)."""
         if not isinstance(state, State):
             raise TypeError(f"state must be a dgm.State, got {type(state).__name__}")
         check_array("state.h", state.h, shape_tail=self.level0_shape, like=like)
@@ -365,6 +363,9 @@ class DGM:
             check_latent(f"state.t[{path!r}]", state.t[path],
                          (n,) + tuple(layer.out_shape(self.shapes[path])), "integer", like,
                          layer.kernel_size ** 2)
+        ops = get_backend(like)
+        for latent in (state.h, *state.z.values(), *state.t.values()):
+            ops.forget(latent)
         if x_obs is not None:
             check_array("x", x_obs, shape_tail=self.level0_shape, like=like)
             if x_obs.shape[0] != n:

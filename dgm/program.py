@@ -6,7 +6,7 @@ condition, seed, log density) on any backend, ``dgm.pyro_adapter`` for Pyro.
 Sites, per example (the batch axis N is an implicit plate):
 
 * ``y ~ Categorical(β)`` — the class (β the head bias, the unnormalised log prior);
-* top-down rendering from ``Aᵀ e_y`` through the skeleton (``_traverse.render``): at every Switch
+* top-down rendering from ``Aᵀ e_y`` through the skeleton (``traverse.render``): at every Switch
   ``z:<path> ~ Bernoulli(logits = b·ĝ, leak)`` (model B) and at every MaxPool
   ``t:<path> ~ UniformPosition(k²)``; the rendering continues with the drawn latents;
 * ``h ~ N(g_0, σ²)`` at level 0, and ``x ~ N(h, τ²)`` (x̃) when τ² is finite.
@@ -20,18 +20,20 @@ factor site ``G`` = Σ_ℓ ⟨b_ℓ ⊙ γ(z_ℓ), ĝ_ℓ⟩ + ‖g_0‖²/(2σ�
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from backends import DGMError
 
-from . import _traverse as T
-from ._hooks import NormPolicy
+from . import traverse as T
 from .distributions import Bernoulli, Categorical, Normal, UniformPosition
 from .handlers import Trace, condition, log_density, seed, trace
+from .hooks import NormPolicy
 from .layers import Norm
-from .model import DGM
 from .primitives import factor, sample
 from .state import State
+
+if TYPE_CHECKING:  # the model imports this module (``DGM.program``)
+    from .model import DGM
 
 NORMALISATIONS = ("G", "B")
 
@@ -79,21 +81,21 @@ def norm_paths(model: DGM) -> list[str]:
 
 
 class _SamplingHooks:
-    """Rendering hooks that draw the latents: z at each Switch from the rendering ĝ arriving
-    there, t at each MaxPool; records ĝ (for the G factor), z and t."""
+    """Rendering hooks that draw the latents: z at each Switch from the prior logit u = b·ĝ of
+    the rendering ĝ arriving there, t at each MaxPool; records u (for the G factor), z and t."""
 
     def __init__(self, ops, model: DGM, params, normalisation: str, norm: NormPolicy):
         self.ops, self.model, self.params = ops, model, params
         self.normalisation, self.norm = normalisation, norm
         self.z: dict = {}
         self.t: dict = {}
-        self.ghat: dict = {}
+        self.u: dict = {}
 
     def switch_render(self, path, layer, g, owned: bool = False):
         u = g * T.channel_view(self.params[f"layers.{path}.bias"], g.ndim)
         logits = u if self.normalisation == "B" else u * 0
         z = sample(f"z:{path}", Bernoulli(logits, layer.leak))
-        self.ghat[path], self.z[path] = g, z
+        self.u[path], self.z[path] = u, z
         return self.ops.gate(g, z, layer.leak)
 
     def pool_render(self, path, layer, g):
@@ -107,7 +109,8 @@ class _SamplingHooks:
         ops, model = self.ops, self.model
         total = ops.batch_dot(g0, g0) / (2 * model.sigma2)
         for path, z in self.z.items():
-            total = total + model._switch_term(ops, self.params, path, z, self.ghat[path], "G")
+            u, leak = self.u[path], model.site_layer[path].leak
+            total = total + ops.batch_dot(ops.gate_values(z, u, leak), u)
             total = total + math.log(2) * math.prod(z.shape[1:])
         for path, t in self.t.items():
             kk = model.site_layer[path].kernel_size ** 2

@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 from backends import DGMError, get_backend
 from dgm import DGM, State
-from dgm._hooks import FixedLatents
+from dgm.hooks import FixedLatents
 from dgm._validate import check_latent
-from dgm import _traverse as T
+from dgm import traverse as T
 
 from . import _blocks as B
 from ._options import Options

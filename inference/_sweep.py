@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from dgm._hooks import NormPolicy, zero_unplaced
+from dgm.hooks import NormPolicy, zero_unplaced
 
 from . import _blocks as B
 from ._options import Options

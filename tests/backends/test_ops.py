@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backends import backend_by_name
-from dgm import _traverse as T
-from dgm._hooks import FixedLatents, NormPolicy
+from dgm import traverse as T
+from dgm.hooks import FixedLatents, NormPolicy
 from dgm import layers as L
 from tests.strategies import problems, to_torch
 

@@ -18,7 +18,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dgm._traverse import channel_view
+from dgm.traverse import channel_view
 from tests.strategies import problems, random_state, to_torch
 
 

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dgm import DGM
-from dgm._traverse import channel_view
+from dgm.traverse import channel_view
 from tests.strategies import problems, to_torch
 
 

@@ -297,3 +297,26 @@ def test_sweep_on_rendering_signs_equals_sweep_on_values(name, problem):
     with _sweep_reads(lambda model, options: (None, False)):
         full = alternating_map(*args, **kw)
     _same_result(fast, full)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_a_state_edited_in_place_is_not_read_through_stale_memos(mode):
+    """The torch backend remembers flat pool indices on a positions tensor, checked by its
+    version counter; inference-mode tensors have none, so an edited state passed back as
+    ``initial_state`` must be forgotten on entry (was 0.31 apart under inference_mode)."""
+    from dgm import State
+    model = DGM([L.Conv2d(1, 4, 3, padding=1), L.Switch(4), L.MaxPool(2),
+                 L.Conv2d(4, 4, 3, padding=1), L.Switch(4), L.MaxPool(2), L.Flatten(),
+                 L.Dense(16, 8), L.Switch(8)], classes=3, input_shape=(1, 8, 8))
+    params = model.init("torch", seed=0, dtype=torch.float32)
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with getattr(torch, mode)():
+        state = alternating_map(model, params, x, cycles=1).state
+        for t in state.t.values():
+            t.copy_((t + 1) % 4)
+        copy = State(h=state.h.clone(), y=state.y.clone(),
+                     z={k: v.clone() for k, v in state.z.items()},
+                     t={k: v.clone() for k, v in state.t.items()})
+        edited = alternating_map(model, params, x, cycles=1, initial_state=state).logits[-1]
+        fresh = alternating_map(model, params, x, cycles=1, initial_state=copy).logits[-1]
+    assert torch.equal(edited, fresh)

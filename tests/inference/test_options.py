@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from backends import backend_by_name
 from dgm import DGM, State, layers as L
-from dgm import _traverse as T
+from dgm import traverse as T
 from inference import Options, alternating_map, joint_step, z_step
 from tests.strategies import TAU2, problems
 

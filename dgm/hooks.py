@@ -1,4 +1,4 @@
-"""Hook objects for the traversals in ``_traverse``: plain CNN pass, fixed latents, norm policy."""
+"""Hook objects for the traversals in ``traverse``: plain CNN pass, fixed latents, norm policy."""
 from __future__ import annotations
 
 from backends import InputError
@@ -17,7 +17,7 @@ class NormPolicy:
     @property
     def on_arrival(self) -> bool:
         """CNN-F's feedback (mode "original") normalises the signal arriving at a unit, before
-        its un-pool and mask, not at the Norm's adjoint position (``_traverse.render``)."""
+        its un-pool and mask, not at the Norm's adjoint position (``traverse.render``)."""
         return self.mode == "original"
 
     def fixed(self, path: str) -> bool:

@@ -30,6 +30,24 @@ traversal. Hooks implement:
 
 Paths name sites: ``"3"`` is layer 3, ``"5.body.2"`` is layer 2 of the body of residual block 5.
 Parameters live in a flat dict under ``"{prefix}{path}.{name}"`` (e.g. ``"layers.3.weight"``).
+
+The ownership and memo rule (the one rule behind every ``owned`` / ``overwrite`` argument in
+``dgm``, ``inference`` and the backends):
+
+* **Ownership.** A walk, a hook or a block step may write into an array only if it *owns* it:
+  the array is a temporary that the same walk or step made (never the caller's input, a
+  parameter, a state's latent, or a view of any of these). Ownership is passed down as
+  ``owned`` (hooks) / ``overwrite`` (backend ops: ``update``, ``gate``, ``activate``,
+  ``bias_activate``, ``plain_gate``, the pool searches, ``NormPolicy``); the op then writes in
+  place only when no gradient flows through the array (``ops.needs_grad``), else it returns a new
+  one. Results are the same numbers either way; only memory and time differ.
+* **Memo.** A backend may remember facts derived from an array on the array itself (the torch
+  backend: flat pool indices of a positions tensor, the selection ``P_t`` of a
+  ``pool_update`` result), keyed by the identity and version counter of the arrays involved,
+  so that an in-place write forgets them. Tensors made under ``torch.inference_mode`` have no
+  version counter: the engine never writes into positions or gates in place, and a state that
+  enters from outside (``DGM.check_state``: ``initial_state``, ``log_joint``) is forgotten on
+  entry (``ops.forget``), since its owner may have edited it in place.
 """
 from __future__ import annotations
 
