@@ -16,7 +16,7 @@ from backends import backend_by_name
 from dgm import traverse as T
 from dgm.hooks import FixedLatents, NormPolicy
 from dgm import layers as L
-from tests.strategies import problems, to_torch
+from dgm.testing import problems, to_torch
 
 NP = backend_by_name("numpy")
 TO = backend_by_name("torch")

@@ -19,7 +19,7 @@ from dgm import primitives
 from dgm.enumerate import (MAX_CONFIGURATIONS, b_normaliser, configurations, count_configurations,
                            log_z_g, posterior_b, posterior_g)
 from dgm.program import program_log_joint
-from tests.strategies import problems
+from dgm.testing import problems
 
 EXAMPLES = 50
 BUDGET = 2 ** 12  # per hypothesis example, to keep the file fast (the library allows 2**16)

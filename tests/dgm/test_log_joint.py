@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dgm.traverse import channel_view
-from tests.strategies import problems, random_state, to_torch
+from dgm.testing import problems, random_state, to_torch
 
 
 def lse(v):

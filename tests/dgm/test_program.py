@@ -20,7 +20,7 @@ from dgm.enumerate import configurations, count_configurations, log_z_g
 from dgm.handlers import condition, log_density, seed, trace
 from dgm.primitives import factor, sample
 from dgm.program import generative_program, program_data, program_log_joint, sample_b
-from tests.strategies import problems
+from dgm.testing import check_program, problems, to_torch
 
 EXAMPLES = 50
 LOG_Z = st.floats(-5.0, 5.0)
@@ -38,30 +38,12 @@ def tolerance(lj, scale=1e-10):
     return scale * (1.0 + sum(np.abs(v) for v in lj.terms.values()))
 
 
-def site_groups(model, normalisation):
-    """Which closed-form terms (``DGM.log_joint``) each program site carries."""
-    groups = {"y": ["class"], "h": ["gauss"]}
-    if math.isfinite(model.tau2):
-        groups["x"] = ["obs"]
-    if normalisation == "B":
-        groups.update({f"z:{p}": [f"switch:{p}"] for p in model.switch_sites})
-        groups.update({f"t:{p}": [f"pool:{p}"] for p in model.pool_sites})
-    return groups
-
-
 # -- (1) closed form == traced program ------------------------------------------------------------
 @settings(max_examples=EXAMPLES)
 @given(problems(max_side=4, max_units=4), st.sampled_from(["G", "B"]), LOG_Z)
 def test_traced_log_density_equals_closed_form(problem, normalisation, log_z):
-    model, params, x, state = problem.model, problem.params, problem.x, problem.state
-    lj = model.log_joint(params, x, state, normalisation, log_z=log_z, observed="level0")
-    total, tr = program_log_joint(model, params, x, state, normalisation, log_z=log_z)
-    eps = tolerance(lj)
-    np.testing.assert_array_less(np.abs(total - lj.total), eps)
-    log_probs = tr.log_probs()
-    for site, names in site_groups(model, normalisation).items():
-        np.testing.assert_array_less(np.abs(log_probs[site] - sum(lj.terms[n] for n in names)),
-                                     eps)
+    """Total and site by site (``dgm.testing.check_program``)."""
+    check_program(problem, (normalisation,), log_z=log_z, pyro=False)
 
 
 @settings(max_examples=EXAMPLES)
@@ -75,38 +57,11 @@ def test_traced_log_density_equals_closed_form_with_enumerated_log_z(problem, no
 
 
 # -- (2) Pyro trace == both --------------------------------------------------------------------
-def to_torch(tree):
-    import torch
-    if isinstance(tree, dict):
-        return {k: to_torch(v) for k, v in tree.items()}
-    return torch.from_numpy(np.ascontiguousarray(tree))
-
-
-def torch_state(state: State) -> State:
-    return State(h=to_torch(state.h), y=to_torch(state.y), z=to_torch(dict(state.z)),
-                 t=to_torch(dict(state.t)), norm_scales=to_torch(dict(state.norm_scales)))
-
-
 @settings(max_examples=30)
 @given(problems(max_side=4, max_units=4), st.sampled_from(["G", "B"]), LOG_Z)
 def test_pyro_trace_equals_closed_form_and_program(problem, normalisation, log_z):
-    from pyro import poutine
-    from dgm.pyro_adapter import pyro_data, to_pyro
-
-    model, params, x, state = problem.model, problem.params, problem.x, problem.state
-    lj = model.log_joint(params, x, state, normalisation, log_z=log_z, observed="level0")
-    ours, _ = program_log_joint(model, params, x, state, normalisation, log_z=log_z)
-    fn = to_pyro(model, to_torch(params), normalisation, log_z=log_z)
-    data = pyro_data(model, torch_state(state), to_torch(x))
-    tr = poutine.trace(poutine.condition(fn, data=data)).get_trace(
-        state.batch_size, to_torch(dict(state.norm_scales)))
-    tr.compute_log_prob()
-    per_example = sum(site["log_prob"] for name, site in tr.nodes.items()
-                      if site["type"] == "sample" and name != "batch").numpy()
-    eps = tolerance(lj, 1e-8)
-    np.testing.assert_array_less(np.abs(per_example - lj.total), eps)
-    np.testing.assert_array_less(np.abs(per_example - ours), eps)
-    assert abs(tr.log_prob_sum().item() - lj.total.sum()) <= eps.sum()
+    """Pyro's trace of the same program ≡ the closed form (``dgm.testing.check_program``)."""
+    check_program(problem, (normalisation,), log_z=log_z, pyro=True)
 
 
 def test_pyro_program_samples_every_site_with_event_shapes():
@@ -245,7 +200,7 @@ def test_torch_program_matches_numpy_program():
     params = model.init("numpy", seed=4)
     state, x = sample_b(model, params, 4, rng=0)
     ours, _ = program_log_joint(model, params, x, state, "B")
-    theirs, _ = program_log_joint(model, to_torch(params), to_torch(x), torch_state(state), "B")
+    theirs, _ = program_log_joint(model, to_torch(params), to_torch(x), to_torch(state), "B")
     assert isinstance(theirs, torch.Tensor)
     np.testing.assert_allclose(theirs.numpy(), ours, rtol=0, atol=1e-12)
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from dgm import DGM
 from dgm.traverse import channel_view
-from tests.strategies import problems, to_torch
+from dgm.testing import problems, to_torch
 
 
 def scale(*arrays) -> float:

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 
 from inference import Options, alternating_map
-from tests.strategies import class_objectives, enumerated_max, problems, tolerance
+from dgm.testing import problems, tolerance
+from tests.enumeration import class_objectives, enumerated_max
 
 
 def step_sites(model, name, block):

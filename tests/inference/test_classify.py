@@ -15,7 +15,7 @@ import dgm
 from backends import DGMError
 from dgm.program import program_log_joint
 from inference import Options, alternating_map, class_scores, evidence_state
-from tests.strategies import problems, real_conv_problems, tolerance
+from dgm.testing import problems, real_conv_problems, tolerance
 
 PROBLEMS = st.one_of(problems(max_batch=3), real_conv_problems())
 

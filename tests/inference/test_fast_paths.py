@@ -29,7 +29,7 @@ from dgm import layers as L
 from inference import Options, alternating_map
 from inference._sweep import Sweep
 from inference._blocks import joint_step, joint_step_pooled
-from tests.strategies import problems, to_torch
+from dgm.testing import problems, to_torch
 from tests.inference.test_parity_torch import OPTIONS, num
 
 NP = backend_by_name("numpy")

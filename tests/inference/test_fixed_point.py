@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from inference import Options, alternating_map, joint_step, t_step, z_step
 from backends import backend_by_name
-from tests.strategies import class_objectives, enumerated_max, problems, tolerance
+from dgm.testing import problems, tolerance
+from tests.enumeration import class_objectives, enumerated_max
 
 MAX_CYCLES = 40
 NP = backend_by_name("numpy")

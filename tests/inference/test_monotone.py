@@ -17,25 +17,19 @@ from hypothesis import strategies as st
 from dgm import DGM, State, layers as L
 from inference import Options, alternating_map
 from tests.conftest import MONOTONE_EXAMPLES
-from tests.strategies import Problem, class_objectives, problems, real_conv_problems, tolerance
+from dgm.testing import Problem, check_trajectory, problems, real_conv_problems, tolerance
+from tests.enumeration import class_objectives
 
 CYCLES = 3
 OBS = {"with_obs": st.floats(0.1, 10.0), "without_obs": st.just(math.inf)}
 
 
 def assert_steps_non_decreasing(problem, result, names=None):
-    """J (or F) after every recorded step ≥ J before it − ε, per example."""
-    steps = result.trajectory.steps
-    assert len(steps) > 1
-    eps_all = [tolerance(problem, s.state) for s in steps]
-    for i, (before, after) in enumerate(zip(steps, steps[1:])):
-        eps = np.maximum(eps_all[i], eps_all[i + 1])
-        drop = np.asarray(before.objective) - np.asarray(after.objective)
-        assert (drop <= eps).all(), (f"J decreased at step {after.cycle}:{after.name} by "
-                                     f"{drop.max():.3e} (ε {eps.max():.1e}); "
-                                     f"steps {result.trajectory.names()}")
+    """J (or F) after every recorded step ≥ J before it − ε, per example
+    (``dgm.testing.check_trajectory``); ``names``: steps that must have been recorded."""
+    check_trajectory(problem, result.trajectory)
     if names is not None:
-        assert set(names) <= {s.name for s in steps}
+        assert set(names) <= {s.name for s in result.trajectory.steps}
 
 
 def run(problem, options, cycles=CYCLES, state=None):

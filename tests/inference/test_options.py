@@ -23,7 +23,7 @@ from backends import backend_by_name
 from dgm import DGM, State, layers as L
 from dgm import traverse as T
 from inference import Options, alternating_map, joint_step, z_step
-from tests.strategies import TAU2, problems
+from dgm.testing import TAU2, problems
 
 NP = backend_by_name("numpy")
 LOG_HALF = math.log(0.5)

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 
 from inference import Options, alternating_map
-from tests.strategies import problems, to_torch
+from dgm.testing import problems, to_torch
 
 OPTIONS = {
     "exact_joint": Options(),

@@ -22,7 +22,7 @@ from dgm.program import program_log_joint
 from zoo.models.cnnf import CNNF, _key
 from zoo.training.objectives import (Batch, CrossEntropy, Generative, Objective,
                                      make_objective, sigma2_ml)
-from tests.strategies import problems, real_conv_problems, to_torch
+from dgm.testing import problems, real_conv_problems, to_torch
 
 torch.set_num_threads(1)
 SETTINGS = settings(max_examples=25, deadline=None)

@@ -1,5 +1,6 @@
-"""Hypothesis strategies for the property tests (dgm-math §5 "Strategies"): tiny DGM skeletons
-with random parameters, observations and *arbitrary* valid latent states.
+"""Hypothesis strategies (dgm-math §5 "Strategies"): tiny DGM skeletons — or the user's own
+model (:func:`problems_for`) — with random parameters, observations and *arbitrary* valid
+latent states.
 
 Skeletons: 1–3 gated layers, each dense (≤ ``max_units`` outputs) or conv (≤ 2 channels on maps
 ≤ ``max_side``², kernel 1–3, stride 1–2, padding 0–1), optionally followed by a max/avg pool
@@ -9,12 +10,11 @@ projection shortcut), and a dense top; leak 0 or 0.1; K ∈ {2, 3}; σ² ∈ [0.
 they are rounded to a grid so that exact zeros and ties (a·ĝ = 0, equal window entries, equal
 logits) are common — the tie rules are part of what is tested.
 
-Shared helpers for the test files: ``tolerance`` (ε of dgm-math §4.6), ``to_torch``,
-``class_objectives`` (J for every class) and ``enumerated_max`` (brute-force block maximum).
+Helpers: ``tolerance`` (ε of dgm-math §4.6) and ``to_torch`` (numpy values, dicts and
+states as torch tensors; imports torch when called).
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -122,11 +122,26 @@ def random_params(model: DGM, rng: np.random.Generator, grid: float | None) -> d
     return {name: values(rng, shape, grid) for name, shape in model.param_shapes().items()}
 
 
+GRIDS = (None, None, 0.5, 1.0)
+
+
+@st.composite
+def problems_for(draw, model: DGM, *, max_batch: int = 3, grids=GRIDS) -> Problem:
+    """Problems on a given ``model`` (e.g. the user's own DGM): random parameters, an
+    observation x̃ (1..``max_batch`` examples) and an arbitrary valid state; ``grids``: rounding
+    grids to draw from (None = continuous values, ties unlikely)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    grid = draw(st.sampled_from(list(grids)))
+    x = values(rng, (draw(st.integers(1, max_batch)),) + tuple(model.level0_shape), grid)
+    return Problem(model, random_params(model, rng, grid), x, random_state(model, x, rng, grid),
+                   rng, grid)
+
+
 @st.composite
 def problems(draw, kind: str | None = None, *, max_side: int = 6, max_units: int = 6,
              pool: bool = True, residual: bool = True, norm: bool = True,
              max_batch: int = 3, tau2=TAU2, stages: tuple[int, int] = (1, 2),
-             grids=(None, None, 0.5, 1.0)):
+             grids=GRIDS):
     """A ``Problem`` on a tiny skeleton (``kind`` "dense", "conv" or None for either);
     ``grids``: rounding grids to draw from (None = continuous values, ties unlikely)."""
     kind = kind or draw(st.sampled_from(["dense", "conv"]))
@@ -137,11 +152,7 @@ def problems(draw, kind: str | None = None, *, max_side: int = 6, max_units: int
     has_norm = any(isinstance(layer, L.Norm) for layer in layers)
     model = DGM(layers, classes=draw(st.integers(2, 3)), sigma2=draw(SIGMA2), tau2=draw(tau2),
                 input_shape=shape, norm="frozen" if has_norm else "none")
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
-    grid = draw(st.sampled_from(list(grids)))
-    x = values(rng, (draw(st.integers(1, max_batch)),) + tuple(model.level0_shape), grid)
-    return Problem(model, random_params(model, rng, grid), x, random_state(model, x, rng, grid),
-                   rng, grid)
+    return draw(problems_for(model, max_batch=max_batch, grids=grids))
 
 
 @st.composite
@@ -179,63 +190,3 @@ def to_torch(value, device: str = "cpu"):
     if isinstance(value, dict):
         return {k: to_torch(v, device) for k, v in value.items()}
     return torch.from_numpy(np.ascontiguousarray(value)).to(device)
-
-
-# -- brute-force block enumeration (dgm-math §5.6) ------------------------------------------
-
-BUDGET = 2 ** 12
-
-
-def tile(state: State, n: int, m: int) -> State:
-    """Example ``n`` of ``state`` repeated ``m`` times."""
-    rep = lambda a: np.repeat(a[n:n + 1], m, axis=0)
-    return State(h=rep(state.h), y=rep(state.y), z={k: rep(v) for k, v in state.z.items()},
-                 t={k: rep(v) for k, v in state.t.items()},
-                 q=None if state.q is None else rep(state.q),
-                 norm_scales={k: rep(v) for k, v in state.norm_scales.items()})
-
-
-def block_configs(model, sites):
-    """All values of the block ``sites`` as {path: (M, *shape)} arrays, or None over budget."""
-    axes = []
-    for path in sites:
-        if path in model.switch_sites:
-            shape = tuple(model.shapes[path])
-            axes.append(("z", path, shape, 2))
-        else:
-            layer = model.site_layer[path]
-            shape = tuple(layer.out_shape(model.shapes[path]))
-            axes.append(("t", path, shape, layer.kernel_size ** 2))
-    sizes = [n ** math.prod(shape) for _, _, shape, n in axes]
-    if math.prod(sizes) > BUDGET:
-        return None
-    per_axis = [np.array(list(itertools.product(range(n), repeat=math.prod(shape))))
-                .reshape((-1,) + shape) for _, _, shape, n in axes]
-    grids = np.meshgrid(*[np.arange(len(v)) for v in per_axis], indexing="ij")
-    out = {"z": {}, "t": {}}
-    for (kind, path, _, _), values, idx in zip(axes, per_axis, grids):
-        v = values[idx.ravel()]
-        out[kind][path] = v.astype(bool) if kind == "z" else v
-    return out
-
-
-def enumerated_max(problem: Problem, before: State, sites, n: int) -> float | None:
-    """max of J over all values of the block ``sites`` for example ``n``, the rest of ``before``
-    held fixed (None when the block has more than ``BUDGET`` configurations)."""
-    configs = block_configs(problem.model, sites)
-    if configs is None:
-        return None
-    m = len(next(iter({**configs["z"], **configs["t"]}.values())))
-    base = tile(before, n, m)
-    cand = State(h=base.h, y=base.y, z={**base.z, **configs["z"]}, t={**base.t, **configs["t"]},
-                 norm_scales=base.norm_scales)
-    x = np.repeat(problem.x[n:n + 1], m, axis=0)
-    return problem.model.objective(problem.params, x, cand).max()
-
-
-def class_objectives(problem: Problem, state: State) -> np.ndarray:
-    """J(h, y, z, t) for every class y (N, K), the rest of ``state`` fixed."""
-    n = state.h.shape[0]
-    return np.stack([problem.model.objective(problem.params, problem.x, state,
-                                             y=np.full(n, k))
-                     for k in range(problem.model.classes)], -1)
