@@ -211,6 +211,13 @@ def test_cli_parses_eval_and_demo_options():
     assert args.attacks == ("e2e",) and args.n_examples == 1000 and args.steps == 40
     demo = build_parser().parse_args(["demo"])
     assert demo.out == "out/demo" and demo.readouts == ("last",)
+    assert args.apgd_steps == 100 and args.apgd_restarts == 2 and args.cascade == ("apgd-sum",)
+    assert demo.apgd_restarts == 1 and demo.saturation_n == 16 and demo.saturation_eps == (0.06,)
+    strong = build_parser().parse_args(["eval", "--out", "o", "--apgd-steps", "50",
+                                        "--apgd-restarts", "3", "--saturation-n", "10",
+                                        "--saturation-eps", "0.06,0.1"])
+    assert (strong.apgd_steps, strong.apgd_restarts) == (50, 3)
+    assert (strong.saturation_n, strong.saturation_eps) == (10, (0.06, 0.1))
 
 
 def test_cascade_attacks_only_survivors_and_keeps_the_worst_case():
