@@ -127,3 +127,7 @@ def test_cascaded_or_absent_e2e_is_checked_on_the_check_subset():
         assert not r.passed and "n=50" in r.detail
         _, plain = _checks(mask=False, attacks=attacks, cascade=cascade)
         assert plain["e2e_not_weaker_than[first][eps=0.1]"].passed
+        # a cascaded column is a worst case so far, not e2e's own accuracy: the steps and
+        # restarts checks then use the first attack (they compared e2e alone with it)
+        assert "more_steps_never_help[first, restarts]" in plain
+        assert not any(k.startswith("more_steps_never_help[e2e") for k in plain)
