@@ -11,12 +11,7 @@ from zoo.attacks import apgd, ce_loss
 from zoo.attacks.apgd import checkpoints
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/zoo/conftest.py)
 
 
 def test_checkpoints_by_hand():

@@ -14,12 +14,7 @@ from zoo.evaluation import CheckConfig, EvalConfig, evaluate, run_checks
 from zoo.models.cnnf import CNNF
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/zoo/conftest.py)
 
 
 def test_e2e_weaker_than_first_is_a_warning():

@@ -298,22 +298,30 @@ def test_nan_loss_stops_after_keeping_the_last_good_state(tmp_path, tiny, monkey
     assert _same_weights(straight["config"]["out"], cfg.out)
 
 
+def _ctrl_c_after_step(monkeypatch, step: int):
+    """Send this process SIGINT right after the run logs ``step``; returns the real log writer."""
+    import os
+    import signal
+
+    write = _jsonl.JsonlLog.write
+
+    def ctrl_c(self, event, **fields):
+        write(self, event, **fields)
+        if event == "step" and fields["step"] == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_jsonl.JsonlLog, "write", ctrl_c)
+    return write
+
+
 def test_ctrl_c_checkpoints_and_resume_is_bit_identical(tmp_path, tiny, monkeypatch):
     """case 4: Ctrl-C in training printed a 49-line traceback and saved nothing."""
-    import os
     import signal
 
     from zoo.training.loop import TrainingInterrupted
     handler_before = signal.getsignal(signal.SIGINT)  # (SIG_IGN when pytest runs in the background)
     straight = train(_config(tmp_path, "straight", cycles=0))
-    write = _jsonl.JsonlLog.write
-
-    def ctrl_c(self, event, **fields):
-        write(self, event, **fields)
-        if event == "step" and fields["step"] == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(_jsonl.JsonlLog, "write", ctrl_c)
+    write = _ctrl_c_after_step(monkeypatch, 2)
     cfg = _config(tmp_path, "int", cycles=0)
     with pytest.raises(TrainingInterrupted, match="after step 2 of 6.*--resume"):
         train(cfg)
@@ -325,18 +333,8 @@ def test_ctrl_c_checkpoints_and_resume_is_bit_identical(tmp_path, tiny, monkeypa
 
 
 def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, tiny, monkeypatch, capsys):
-    import os
-    import signal
-
     from zoo.cli import main
-    write = _jsonl.JsonlLog.write
-
-    def ctrl_c(self, event, **fields):
-        write(self, event, **fields)
-        if event == "step" and fields["step"] == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(_jsonl.JsonlLog, "write", ctrl_c)
+    write = _ctrl_c_after_step(monkeypatch, 1)
     out = tmp_path / "run"
     argv = ["train", "tiny", "--out", str(out), "--cycles", "0", "--batch-size", "8",
             "--no-progress"]
