@@ -97,7 +97,8 @@ def _run(argv, capsys) -> tuple[int, str]:
 
 
 def test_errors_are_one_line_with_a_hint_and_status_2(tmp_path, capsys):
-    """case 8 (and 1, 2): wrong paths were tracebacks or silent substitutions (exit 0)."""
+    """case 8 (and 1, 2): wrong paths were tracebacks or silent substitutions (exit 0); the
+    same line and hint from every subcommand."""
     out = str(tmp_path / "out")
     cases = [
         (["eval", "--data-dir", str(tmp_path / "no" / "such"), "--out", out, "--untrained",
@@ -106,6 +107,15 @@ def test_errors_are_one_line_with_a_hint_and_status_2(tmp_path, capsys):
           out], "weights file 'my_runs/fashion_cnnf.safetensors' does not exist"),
         (["eval", "--out", str(tmp_path / "file" / "out")], "--out .* not a writable"),
         (["eval", "--out", out, "--models", "a:fashion_cnn,a:fashion_cnnf"], "given twice"),
+        (["eval", "--out", out, "--models", "fashion_dgm@x"], "@CYCLES must be an integer"),
+        # diagnose, zoo card and eval --corruptions printed their own line without the hint
+        (["diagnose", "fashion_cnn", "--data-dir", str(tmp_path / "no" / "such"),
+          "--n-images", "2", "--out", out], "data directory .*no/such.* does not exist"),
+        (["zoo", "card", "no_such_model"], "unknown model 'no_such_model'"),
+        (["zoo", "card", "cnnf_wrn_40_2"], "'cnnf_wrn_40_2.safetensors' not found"),
+        (["eval", "fashion-mnist", "--corruptions", "fog", "--data-dir",
+          str(tmp_path / "no" / "such"), "--untrained", "--n-examples", "2", "--out", out],
+         "data directory .*no/such.* does not exist"),
     ]
     (tmp_path / "file").write_text("x")
     for argv, match in cases:
@@ -122,3 +132,12 @@ def test_debug_shows_the_traceback(tmp_path):
         with pytest.raises(DataError):
             main(argv + ["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
                          "--untrained", "--n-examples", "2"])
+
+
+def test_models_at_cycles_runs_the_weights_with_that_many_cycles():
+    from zoo.cli._args import load_models
+    models = load_models(["fashion_dgm", "fashion_dgm@3", "f:fashion_cnn@0"])
+    assert list(models) == ["fashion_dgm", "fashion_dgm@3", "f"]
+    assert [m.cycles for m in models.values()] == [0, 3, 0]
+    a, b = models["fashion_dgm"].params(), models["fashion_dgm@3"].params()
+    assert all(a[k].equal(b[k]) for k in a)   # the same bundled weights

@@ -206,3 +206,83 @@ def test_numpy_and_torch_records_agree(setup, traces):
     for a, b in zip(tr_np.runs, traces["exact"].runs, strict=True):
         assert (a.preds, a.fixed_point, a.pred_b_init, a.pred_b_final) == \
             (b.preds, b.fixed_point, b.pred_b_init, b.pred_b_final)
+
+
+def biased_net() -> CNNF:
+    """``tiny_net`` with random switch biases and class prior, so that every term of the log
+    joint depends on the parameters (at zero biases the switch terms are −log 2 per unit)."""
+    net = tiny_net()
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in net.params().items():
+            if name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return net
+
+
+SITE_TERM = {"y": "class", "h": "gauss", "x": "obs"}   # program site -> log_joint term
+
+
+def _reference_per_dim(net: CNNF, x, y, tau2: float, cycles: int) -> dict[str, float]:
+    """Mean log p_B / D per term at the exact engine's state (y observed), scored by the
+    program interpreter: sites y, z:<p>, t:<p>, h, x ↔ terms class, switch:<p>, pool:<p>,
+    gauss, obs; h = x̃ when τ² = ∞."""
+    from dgm.program import program_log_joint
+    from zoo.diagnostics import with_noise
+    model = with_noise(net.dgm, tau2)
+    params = {k: v.detach().double() for k, v in net.params().items()}
+    res = alternating_map(model, params, x, cycles=cycles, options=VARIANTS["exact"],
+                          record="none", observed_y=y)
+    state = res.state.replace(h=res.x_obs) if math.isinf(tau2) else res.state
+    total, tr = program_log_joint(model, params, res.x_obs, state, "B")
+    dim = x[0].numel()
+    out = {"total": float(total.mean()) / dim}
+    for site, value in tr.log_probs().items():
+        kind, _, path = site.partition(":")
+        term = SITE_TERM.get(site) or {"z": "switch", "t": "pool"}[kind] + ":" + path
+        out[term] = float(value.mean()) / dim
+    return out
+
+
+@pytest.mark.parametrize("tau2, cycles", [("inf", 0), ("0.3", 2)])
+def test_cli_log_joint_per_dim_equals_the_program_interpreter(tmp_path, capsys, tau2, cycles):
+    """``dgm diagnose`` prints and writes the test log joint per dimension per term; each
+    number equals the generative program's log density of the same state (an independent
+    scorer), per site."""
+    import argparse
+
+    from zoo.cli.diagnose import load_data
+    out = tmp_path / "diag"
+    rc = main(["diagnose", "tests.zoo.test_diagnostics:biased_net", "--data", "synthetic",
+               "--n-images", "5", "--batch-size", "3", "--cycles", "1", "--pgd-steps", "1",
+               "--conditions", "clean", "--variants", "exact,original", "--tau2", tau2,
+               "--log-joint-cycles", str(cycles), "--strip-n", "1", "--no-progress",
+               "--out", str(out), "--seed", "2"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    lj = json.loads((out / "summary.json").read_text())["log_joint"]
+    assert (lj["cycles"], lj["tau2"], lj["images"]) == (cycles, float(tau2), 5)
+    net = biased_net()
+    x, y, _ = load_data(argparse.Namespace(data="synthetic", n_images=5, seed=2),
+                        net.dgm.input_shape, net.dgm.classes)
+    ref = _reference_per_dim(net, torch.as_tensor(x, dtype=torch.float64),
+                             torch.as_tensor(y), float(tau2), cycles)
+    got = lj["per_dim"]["exact"]
+    assert set(got) == set(ref) and ("obs" in ref) == (tau2 != "inf")
+    for term, value in ref.items():
+        assert got[term] == pytest.approx(value, rel=1e-10, abs=1e-12), term
+    assert set(lj["per_dim"]["original"]) == set(ref)
+    md = (out / "summary.md").read_text()
+    for text in (md, printed):
+        assert "| term | exact | original |" in text
+        assert f"| total | {got['total']:.4f} | {lj['per_dim']['original']['total']:.4f} |" \
+            in text
+
+
+def test_cli_log_joint_of_a_model_without_one_is_a_clear_error(tmp_path, capsys):
+    rc = main(["diagnose", "torch.nn:Identity", "--data", "synthetic", "--n-images", "2",
+               "--out", str(tmp_path / "d")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 2, lines
+    assert lines[0].startswith("error: torch.nn:Identity is a Identity, not a DGM")
+    assert lines[1].startswith("hint: `dgm diagnose --help`")

@@ -77,27 +77,34 @@ def add_eval_options(p: argparse.ArgumentParser, *, out: str | None, n_examples:
 
 
 def add_model_options(p: argparse.ArgumentParser, default: Sequence[str]) -> None:
-    """``--models`` (``[LABEL:]NAME[.TAG][=WEIGHTS_PATH]``, see :func:`load_models`) and
-    ``--untrained``."""
+    """``--models`` (``[LABEL:]NAME[.TAG][@CYCLES][=WEIGHTS_PATH]``, see :func:`load_models`)
+    and ``--untrained``."""
     p.add_argument("--models", type=names, default=tuple(default),
-                   help="comma separated [LABEL:]NAME[.TAG][=WEIGHTS_PATH]")
+                   help="comma separated [LABEL:]NAME[.TAG][@CYCLES][=WEIGHTS_PATH] (@CYCLES: "
+                        "run the weights with that many feedback cycles)")
     p.add_argument("--untrained", action="store_true",
                    help="seeded random weights instead of pretrained ones (pipeline check)")
 
 
 def load_models(specs: Sequence[str], untrained: bool = False) -> dict:
-    """``[LABEL:]NAME[.TAG][=WEIGHTS]`` -> {label: model} through the hub's
-    ``zoo.models.create_model`` (the label defaults to NAME[.TAG]; WEIGHTS defaults to the
-    hub's weights of NAME[.TAG])."""
+    """``[LABEL:]NAME[.TAG][@CYCLES][=WEIGHTS]`` -> {label: model} through the hub's
+    ``zoo.models.create_model`` (the label defaults to NAME[.TAG][@CYCLES]; WEIGHTS defaults to
+    the hub's weights of NAME[.TAG]; ``@CYCLES`` overrides the card's feedback cycles, e.g.
+    ``fashion_dgm@5``: the bundled 0-cycle weights run with 5 cycles)."""
     from zoo.models import create_model
     out = {}
     for spec in specs:
         head, _, path = spec.partition("=")
         label, _, name = head.rpartition(":")
         label = label or name
+        name, at, cycles = name.partition("@")
+        if at and not (cycles.isdigit() and cycles.isascii()):
+            raise ConfigError(f"--models {spec!r}: @CYCLES must be an integer >= 0, got "
+                              f"{cycles!r}")
         if label in out:
             raise ConfigError(f"--models: label {label!r} given twice; use LABEL:NAME=WEIGHTS")
-        out[label] = create_model(name, pretrained=False if untrained else (path or True))
+        out[label] = create_model(name, pretrained=False if untrained else (path or True),
+                                  **({"cycles": int(cycles)} if at else {}))
     return out
 
 
@@ -122,9 +129,12 @@ LIST_RANGES = {"eps": (0.0, 1.0), "saturation_eps": (0.0, 1.0)}   # pixel units
 
 
 def _known_names() -> dict[str, tuple[str, ...]]:
+    from inference import PRESETS
+    from zoo.diagnostics import CONDITIONS
     from zoo.evaluation import ATTACKS
     from zoo.training.loop import CONFIG_FIELDS
     return {"attacks": tuple(ATTACKS), "cascade": tuple(ATTACKS), "readouts": ("last", "avg"),
+            "variants": tuple(PRESETS), "conditions": CONDITIONS,
             "allow_change": tuple(f.replace("_", "-") for f in CONFIG_FIELDS)
             + tuple(CONFIG_FIELDS)}
 

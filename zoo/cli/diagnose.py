@@ -3,7 +3,11 @@
 Runs the exact alternating MAP and CNN-F's heuristics on clean and PGD-perturbed ("first"
 pass) test images, records the log joint and its per-term breakdown after every single step,
 and writes ``steps.jsonl``, ``runs.jsonl``, ``summary.json``, ``summary.md`` and figures to
-``--out`` (see ``zoo.diagnostics``).
+``--out`` (see ``zoo.diagnostics``). It also measures the test log joint per dimension,
+log p_B(x̃, h, y, z, t) / D and each of its terms (``zoo.evaluation.generative.
+log_joint_per_dim``), on the clean images for every variant, at the engine's state after
+``--log-joint-cycles`` cycles with y = the label (with ``--tau2 inf``, at h = x̃: the number of
+the generative models' cards); printed, and in ``summary.json`` / ``summary.md``.
 
 MODEL is a registered name (``fashion_cnnf``, ``fashion_cnnf.exact``: the hub's weights when
 present) or ``package.module:factory`` (a function returning a ``CNNF``). Weights:
@@ -55,6 +59,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtype", choices=_DTYPES, default="float64",
                    help="float64 (default) resolves small decreases (tolerance dgm-math §4.6: "
                         "rtol 1e-10; float32: 1e-4, about 2.5x faster, misses small ones)")
+    p.add_argument("--log-joint-cycles", type=int, default=0,
+                   help="cycles of the engine before the test log joint per dimension is scored "
+                        "(0: the plain pass's state with y = the label, as the cards)")
     p.add_argument("--strip-n", type=int, default=6, help="images in the repair strips")
     p.add_argument("--seed", type=int, default=0, help="PGD random starts, synthetic data")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -94,50 +101,64 @@ def load_data(args, input_shape, classes: int):
     return x[sl], y[sl], FASHION_MNIST_CLASSES
 
 
+def measure_log_joint(net, x, y, args, tau2: float, options) -> dict[str, float]:
+    """``log_joint_per_dim`` of ``net`` on the clean images under ``options`` and ``tau2``;
+    a model whose log joint the library cannot evaluate is a one-line error naming it."""
+    from backends import ConfigError, DGMError
+    from zoo.evaluation.generative import log_joint_per_dim
+    try:
+        return log_joint_per_dim(net, x, y, cycles=args.log_joint_cycles,
+                                 batch_size=args.batch_size, tau2=tau2, options=options)
+    except DGMError as err:
+        raise ConfigError(f"{args.model}: the log joint per dimension is not defined at its "
+                          f"feedback level ({err})") from err
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from backends import ConfigError
     from zoo.attacks import pixel_to_input
-    from zoo.data import DataError
-    from zoo.diagnostics import diagnose, format_summary, with_noise, write_report
+    from zoo.diagnostics import VARIANTS, diagnose, format_log_joint, format_summary, \
+        with_noise, write_report
+    from zoo.models import CNNF
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.n_images < 1:
-        raise SystemExit("--n-images must be >= 1")
     start = time.perf_counter()
     net, source = load_net(args.model, args.checkpoint, args.untrained)
+    if not isinstance(net, CNNF):
+        raise ConfigError(f"{args.model} is a {type(net).__name__}, not a DGM with its inference "
+                          f"(zoo.models.CNNF): it has no log joint to diagnose")
     dgm = net.dgm
     tau2 = dgm.sigma2 / 9 if args.tau2 is None else args.tau2
     model = with_noise(dgm, tau2)
     dtype = getattr(torch, args.dtype)
-    params = {k: v.detach().to(dtype) for k, v in net.params().items()}
-    try:
-        x, y, class_names = load_data(args, model.input_shape, model.classes)
-    except DataError as err:
-        print(f"dgm diagnose: {err}", file=sys.stderr)
-        return 2
+    net = net.to(dtype)
+    params = {k: v.detach() for k, v in net.params().items()}
+    x, y, class_names = load_data(args, model.input_shape, model.classes)
     x = torch.as_tensor(x, dtype=dtype)
     y = torch.as_tensor(y, dtype=torch.int64)
     eps = pixel_to_input(args.eps)
-    try:
-        diagnosis = diagnose(model, params, x, y, variants=args.variants,
-                             conditions=args.conditions, cycles=args.cycles,
-                             batch_size=args.batch_size, eps=eps,
-                             step_size=args.step_scale * eps / max(args.pgd_steps, 1),
-                             pgd_steps=args.pgd_steps, seed=args.seed,
-                             keep_examples=args.strip_n, progress=args.progress)
-    except ValueError as err:  # bad --variants / --conditions / --batch-size
-        print(f"dgm diagnose: {err}", file=sys.stderr)
-        return 2
+    diagnosis = diagnose(model, params, x, y, variants=args.variants,
+                         conditions=args.conditions, cycles=args.cycles,
+                         batch_size=args.batch_size, eps=eps,
+                         step_size=args.step_scale * eps / max(args.pgd_steps, 1),
+                         pgd_steps=args.pgd_steps, seed=args.seed,
+                         keep_examples=args.strip_n, progress=args.progress)
+    log_joint = {"cycles": args.log_joint_cycles, "tau2": tau2, "images": len(x),
+                 "per_dim": {v: measure_log_joint(net, x, y, args, tau2, VARIANTS[v])
+                             for v in args.variants}}
     meta = {"model": args.model, "weights": source, "data": args.data, "offset": args.offset,
             "eps_pixel": args.eps, "command": "dgm " + " ".join(sys.argv[1:]),
             "threads": torch.get_num_threads(), "torch": torch.__version__}
     if math.isinf(tau2):
         meta["warning"] = "tau2 = inf: the objective does not depend on x (dgm-math §3.1)"
     write_report(diagnosis, args.out, model=model, params=params, x=x, labels=y, meta=meta,
-                 class_names=class_names)
+                 class_names=class_names, log_joint=log_joint)
     print(format_summary(diagnosis.summary))
+    print(format_log_joint(log_joint["per_dim"], cycles=args.log_joint_cycles, tau2=tau2,
+                           images=len(x)))
     print(json.dumps({"out": str(Path(args.out)), "images": len(x), "weights": source,
                       "diagnose_s": round(diagnosis.seconds, 1),
                       "diagnose_cpu_s": round(diagnosis.cpu_seconds, 1),

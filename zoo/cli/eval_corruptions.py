@@ -94,22 +94,18 @@ def run_corruptions(args) -> int:
     specs = args.models
     if tuple(specs) == DEFAULT_MODELS["fashion-mnist"]:
         specs = DEFAULT_MODELS[args.dataset]
-    try:
-        config = NaturalConfig(corruptions=args.corruptions, severities=args.severities,
-                               seed=args.corruption_seed, batch_size=args.batch_size,
-                               fixed_point=args.cycles == "fixed-point",
-                               max_cycles=args.max_cycles, strip_n=args.strip_n)
-        models = load_models(specs, args.untrained)
-        if isinstance(args.cycles, int):
-            for net in models.values():
-                if net.cycles:
-                    net.cycles = args.cycles
-        x, y, idx = _data(args.dataset, args.n_examples, args.seed, args.data_dir)
-        directory, canonical = _canonical(args.dataset, args.data_dir, idx, y)
-        check_inputs(models, x, y)
-    except (FileNotFoundError, ValueError) as err:  # DGMError, DataError, WeightsError
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = NaturalConfig(corruptions=args.corruptions, severities=args.severities,
+                           seed=args.corruption_seed, batch_size=args.batch_size,
+                           fixed_point=args.cycles == "fixed-point",
+                           max_cycles=args.max_cycles, strip_n=args.strip_n)
+    models = load_models(specs, args.untrained)
+    if isinstance(args.cycles, int):
+        for net in models.values():
+            if net.cycles:
+                net.cycles = args.cycles
+    x, y, idx = _data(args.dataset, args.n_examples, args.seed, args.data_dir)
+    directory, canonical = _canonical(args.dataset, args.data_dir, idx, y)
+    check_inputs(models, x, y)
     mode = "fixed point" if config.fixed_point else "cycles " + ", ".join(
         f"{m}={net.cycles}" for m, net in models.items())
     print(f"natural corruptions: {', '.join(models)} on {len(y)} {args.dataset} test images "
@@ -120,10 +116,6 @@ def run_corruptions(args) -> int:
                   subset_indices=idx.tolist(), models_spec=list(specs),
                   untrained=args.untrained, argv=sys.argv[1:],
                   cards={m: getattr(net, "card", {}).get("sha256") for m, net in models.items()})
-    try:
-        run_natural(models, x, y, config, args.out, canonical=canonical, header=header,
-                    progress=args.progress)
-    except DGMError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run_natural(models, x, y, config, args.out, canonical=canonical, header=header,
+                progress=args.progress)
     return 0

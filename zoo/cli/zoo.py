@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_parser(subparsers) -> None:
@@ -52,15 +51,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_card(args: argparse.Namespace) -> int:
     from zoo.models import hub
     from zoo.weights import read_card
-    from backends import WeightsError
-    try:
-        path = hub.weights_path(args.name)
-    except WeightsError as err:   # not found
-        print(err, file=sys.stderr)
-        return 1
-    except ValueError as err:     # an unknown name or tag (ConfigError)
-        print(err, file=sys.stderr)
-        return 2
+    path = hub.weights_path(args.name)   # not found / unknown name: `error:` + hint, status 2
     print(json.dumps({"path": str(path), **read_card(path)}, indent=2))
     return 0
 

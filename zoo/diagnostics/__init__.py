@@ -16,9 +16,9 @@ from ._diagnose import (CONDITIONS, VARIANTS, Diagnosis, Example, attack_first_p
 from ._records import (RunRecord, StepRecord, Trace, changed_units, fixed_point_cycle, gb_classes,
                        run_records, step_records, tolerance, trace)
 from ._report import write_report
-from ._summary import format_summary, summarize
+from ._summary import format_log_joint, format_summary, summarize
 
 __all__ = ["CONDITIONS", "VARIANTS", "Diagnosis", "Example", "RunRecord", "StepRecord", "Trace",
-           "attack_first_pass", "changed_units", "diagnose", "fixed_point_cycle", "format_summary",
-           "gb_classes", "run_records", "step_records", "summarize", "tolerance", "trace",
-           "with_noise", "write_report"]
+           "attack_first_pass", "changed_units", "diagnose", "fixed_point_cycle",
+           "format_log_joint", "format_summary", "gb_classes", "run_records", "step_records",
+           "summarize", "tolerance", "trace", "with_noise", "write_report"]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from backends import ConfigError
 from dgm import DGM
 from inference import PRESETS, Options
 from zoo.attacks import ce_loss, pgd
@@ -106,14 +107,14 @@ def diagnose(model: DGM, params: Mapping[str, Any], x: torch.Tensor, labels: tor
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise ValueError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
+        raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
     bad = [c for c in conditions if c not in CONDITIONS]
     if bad:
-        raise ValueError(f"conditions must be among {CONDITIONS}, got {bad}")
+        raise ConfigError(f"conditions must be among {CONDITIONS}, got {bad}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if len(x) != len(labels):
-        raise ValueError(f"x and labels must have the same length, got {len(x)} and "
+        raise ConfigError(f"x and labels must have the same length, got {len(x)} and "
                          f"{len(labels)}")
     start, cpu_start = time.perf_counter(), time.process_time()
     n_batches = math.ceil(len(x) / batch_size)

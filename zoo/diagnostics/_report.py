@@ -1,8 +1,9 @@
 """Writing a diagnosis to an output folder: JSON lines, a markdown summary and PNG figures.
 
 Files: ``steps.jsonl`` (one ``StepRecord`` per line), ``runs.jsonl`` (one ``RunRecord`` per
-line), ``summary.json`` (the summary rows and the resolved configuration), ``summary.md`` (the
-markdown table, configuration and figure list) and ``figures/*.png``.
+line), ``summary.json`` (the summary rows, the resolved configuration and, when measured, the
+test log joint per dimension per term), ``summary.md`` (the markdown tables, configuration and
+figure list) and ``figures/*.png``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from zoo.jsonl import write_jsonl
 from ._diagnose import Diagnosis
 from ._plots import (plot_accuracy, plot_log_joint, plot_repair, plot_templates, plot_terms,
                      plot_units)
-from ._summary import format_summary
+from ._summary import format_log_joint, format_summary
 
 NOTES = """\
 Notes: the log joint is log p_G(x̃, h, y, z, t) + log Z_G (dgm-math §1.5; log Z_G is a
@@ -31,12 +32,16 @@ logits vs model B's corrected logits at the same state (§2.2). "pgd": L∞ PGD 
 
 def write_report(diagnosis: Diagnosis, out: str | os.PathLike, *, model, params, x, labels,
                  meta: Mapping[str, Any] | None = None,
-                 class_names: Sequence[str] | None = None) -> dict[str, Path]:
+                 class_names: Sequence[str] | None = None,
+                 log_joint: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write records, summary and figures of ``diagnosis`` into ``out`` (created).
 
     Args:
         model, params, x, labels: the DGM and data of the run (for the class-template figure).
         meta: extra facts echoed into summary.json / summary.md (model name, command, seconds).
+        log_joint: the test log joint per dimension, ``{"cycles", "tau2", "images",
+            "per_dim": {variant: {term: nats}}}`` (``summary.json`` key ``log_joint``, a
+            table in ``summary.md``); None: not measured.
     Returns:
         name → path of every file written.
     """
@@ -68,10 +73,15 @@ def write_report(diagnosis: Diagnosis, out: str | os.PathLike, *, model, params,
     facts = {**(meta or {}), **diagnosis.config, "seconds": round(diagnosis.seconds, 1),
              "cpu_seconds": round(diagnosis.cpu_seconds, 1),
              "templates": template_note}
-    paths["summary_json"].write_text(json.dumps({"config": facts, "summary": diagnosis.summary},
-                                                indent=2, default=str))
-    md = ["# Likelihood diagnostics", "", format_summary(diagnosis.summary), NOTES,
-          "## Configuration", ""]
+    report = {"config": facts, "summary": diagnosis.summary}
+    md = ["# Likelihood diagnostics", "", format_summary(diagnosis.summary), NOTES]
+    if log_joint is not None:
+        report["log_joint"] = dict(log_joint)
+        md += ["## Test log joint per dimension", "",
+               format_log_joint(log_joint["per_dim"], cycles=log_joint["cycles"],
+                                tau2=log_joint["tau2"], images=log_joint["images"])]
+    paths["summary_json"].write_text(json.dumps(report, indent=2, default=str))
+    md += ["## Configuration", ""]
     md += [f"- {k}: {v}" for k, v in facts.items()]
     md += ["", "## Figures", ""]
     md += [f"![{name}](figures/{p.name})" for name, p in paths.items() if p.parent == figs]

@@ -4,11 +4,13 @@ Per (variant, condition): the fraction of steps at which the log joint decreased
 the exact and guarded engines, dgm-math §4.3/§4.5; reported for CNN-F's heuristics), split by
 step kind (h, z/t blocks, y); cycles to a fixed point; accuracy of the first and last pass; how
 often the prediction flips and whether flips go toward the true label; how often the classes of
-normalisations G (gated logits) and B (corrected logits) disagree.
+normalisations G (gated logits) and B (corrected logits) disagree. ``format_log_joint``: the
+test log joint per dimension and its terms, one column per engine variant.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -128,4 +130,22 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
             f"{_pct(r['flip_away_frac'])} / {_pct(r['flip_other_frac'])}) "
             f"| {_pct(r['gb_disagree_init'])} → {_pct(r['gb_disagree_final'])} "
             f"| {r['delta_log_joint_median']:.4g} |")
+    return "\n".join(lines) + "\n"
+
+
+def format_log_joint(table: Mapping[str, Mapping[str, float]], *, cycles: int, tau2: float,
+                     images: int) -> str:
+    """The test log joint per dimension as a markdown table: one row per term (``total``
+    first), one column per engine variant; ``table``: variant → term → nats per dimension
+    (``zoo.evaluation.generative.log_joint_per_dim``)."""
+    variants = list(table)
+    terms = list(dict.fromkeys(t for v in variants for t in table[v]))
+    lines = [f"Test log joint per dimension, log p_B(x̃, h, y, z, t) / D and its terms (nats; "
+             f"dgm-math §1.5), mean over {images} clean images at the engine's state after "
+             f"{cycles} cycle(s) with y = the label, τ² = {tau2:g}"
+             + (" (h = x̃)" if math.isinf(tau2) else "") + ":", "",
+             "| term | " + " | ".join(variants) + " |", "|" + " --- |" * (len(variants) + 1)]
+    for term in terms:
+        lines.append(f"| {term} | " + " | ".join(
+            f"{table[v][term]:.4f}" if term in table[v] else "–" for v in variants) + " |")
     return "\n".join(lines) + "\n"

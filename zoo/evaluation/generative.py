@@ -64,14 +64,20 @@ def rendering_quality(net: CNNF, x: Tensor, y: Tensor, cycles: int = 1,
 
 @torch.no_grad()
 def log_joint_per_dim(net: CNNF, x: Tensor, y: Tensor, cycles: int = 0,
-                      batch_size: int = 200) -> dict[str, float]:
+                      batch_size: int = 200, *, tau2: Optional[float] = None,
+                      options: Optional[inference.Options] = None) -> dict[str, float]:
     """Mean over images of log p_B(x̃, h, y, z, t) / D and of each of its terms (§1.5) at the
-    MAP state with y = the label (``inference.evidence_state``), in nats per dimension."""
-    model, params = net.dgm, net.params()
+    MAP state with y = the label (``inference.evidence_state``), in nats per dimension
+    (D = the size of level 0, x̃ = the encoder's output). The state: the engine (``options``,
+    default the net's) for ``cycles`` cycles from the plain pass, y observed; ``tau2``: the
+    model's observation noise replaced by this one (None: the net's)."""
+    model = net.dgm if tau2 is None else with_tau2(net.dgm, tau2)
+    params = net.params()
     dim = math.prod(model.level0_shape)
     sums: dict[str, float] = {}
-    for xb, yb in iterate_batches(x, y, batch_size, shuffle=False):
-        res = inference.alternating_map(model, params, xb, cycles=cycles, options=net.options,
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):   # x's dtype kept (float64)
+        res = inference.alternating_map(model, params, xb, cycles=cycles,
+                                        options=net.options if options is None else options,
                                         record="none", renderings=False, converged=False,
                                         observed_y=yb)
         lj = model.log_joint(params, res.x_obs, evidence_state(model, res.x_obs, res.state),

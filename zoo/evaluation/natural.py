@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from backends import DGMError
+from backends import ConfigError, DGMError, InputError
 from zoo import plotting
 from zoo.attacks import accuracy_with_interval, mcnemar_p
 from zoo.corruptions import (CORRUPTIONS, SEVERITIES, check_images, corrupt, family,
@@ -70,8 +70,8 @@ class NaturalConfig:
         parse_corruptions(self.corruptions)
         parse_severities(self.severities)
         if self.batch_size < 1 or self.max_cycles < 1 or self.strip_n < 0:
-            raise DGMError(f"batch_size and max_cycles must be >= 1 and strip_n >= 0, got "
-                           f"{self.batch_size}, {self.max_cycles}, {self.strip_n}")
+            raise ConfigError(f"batch_size and max_cycles must be >= 1 and strip_n >= 0, got "
+                              f"{self.batch_size}, {self.max_cycles}, {self.strip_n}")
 
 
 @dataclass
@@ -200,18 +200,19 @@ def cell_record(model: str, corruption: str, severity: int, source: str, res: Ce
 
 
 def check_inputs(models: Mapping[str, CNNF], x: Tensor, y: Tensor) -> np.ndarray:
-    """One ``DGMError`` for a bad batch before any work; returns x in [0, 1] as numpy."""
+    """One ``DGMError`` for a bad batch before any work (``InputError``: the images;
+    ``ConfigError``: a model for other inputs); returns x in [0, 1] as numpy."""
     if not isinstance(x, Tensor) or not isinstance(y, Tensor) or len(x) != len(y) or not len(y):
-        raise DGMError("x and y must be non-empty tensors of the same length")
+        raise InputError("x and y must be non-empty tensors of the same length")
     x01 = ((x.detach().double().cpu() + 1) / 2).numpy()
     try:
         check_images(x01, "x (mapped to [0, 1])")
     except DGMError as err:
-        raise DGMError(f"{err}; x must be (N, C, H, W) in [-1, 1]") from None
+        raise InputError(f"{err}; x must be (N, C, H, W) in [-1, 1]") from None
     for m, net in models.items():
         if tuple(x.shape[1:]) != tuple(net.dgm.input_shape):
-            raise DGMError(f"model {m!r} takes inputs {tuple(net.dgm.input_shape)}, the images "
-                           f"are {tuple(x.shape[1:])}")
+            raise ConfigError(f"model {m!r} takes inputs {tuple(net.dgm.input_shape)}, the "
+                              f"images are {tuple(x.shape[1:])}")
     return x01
 
 
