@@ -405,3 +405,26 @@ def test_generative_objectives_train_resume_and_log_their_terms(tmp_path, tiny, 
 
 def _read_log(out):
     return [json.loads(line) for line in open(f"{out}/log.jsonl")]
+
+
+def test_pixel_model_width_multiplies_the_conv_channels(tmp_path):
+    """--width w: conv channels 16w and 32w, dense 49·32w → 128 (weights counted by hand);
+    the card's arch carries it, so the hub rebuilds the wide model from the weights file."""
+    from zoo.models import create_model
+    from zoo.training import get_recipe
+    from zoo.weights import save_weights
+    net = get_recipe("fashion-mnist-pixel").build(TrainConfig(dataset="fashion-mnist-pixel",
+                                                              width=2))
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert shapes["weights.layers__0__weight"] == (32, 1, 3, 3)
+    assert shapes["weights.layers__3__weight"] == (64, 32, 3, 3)
+    assert shapes["weights.layers__7__weight"] == (128, 64 * 7 * 7)
+    by_hand = (32 * 9 + 32) + (64 * 32 * 9 + 64) + (128 * 3136 + 128) + (10 * 128 + 10)
+    assert sum(v.numel() for v in net.state_dict().values()) == by_hand
+    path = tmp_path / "wide.safetensors"
+    save_weights(net, path, {"arch": {"width": 2}})
+    again = create_model("fashion_dgm", pretrained=path)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                  again.state_dict().values()))
+    with pytest.raises(ConfigError, match="--width"):
+        TrainConfig(dataset="fashion-mnist-pixel", width=0).validate()

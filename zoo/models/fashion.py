@@ -62,21 +62,27 @@ def fashion_cnn(**kwargs) -> CNNF:
     return fashion_cnnf(**{**kwargs, "cycles": 0})
 
 
-def fashion_pixel_dgm(sigma2: float = 1.0, tau2: float = math.inf) -> DGM:
+def fashion_pixel_dgm(sigma2: float = 1.0, tau2: float = math.inf, width: int = 1) -> DGM:
     """A small pixel-level Fashion-MNIST DGM (feedback to the pixels, ind = 0, no norm):
-    conv 3×3 1→16, switch, 2×2 max-pool, conv 3×3 16→32, switch, 2×2 max-pool, dense
-    1568→128, switch, head 128→10 (206,922 weights): its renderings g_0 are images."""
-    layers = [L.Conv2d(1, 16, 3, padding=1), L.Switch(16), L.MaxPool(2),
-              L.Conv2d(16, 32, 3, padding=1), L.Switch(32), L.MaxPool(2),
-              L.Flatten(), L.Dense(1568, 128), L.Switch(128)]
+    conv 3×3 1→16w, switch, 2×2 max-pool, conv 3×3 16w→32w, switch, 2×2 max-pool, dense
+    1568w→128, switch, head 128→10 (w = ``width``; 206,922 weights at w = 1, 421,642 at
+    w = 2): its renderings g_0 are images."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an integer >= 1, got {width!r}")
+    c1, c2 = 16 * width, 32 * width
+    layers = [L.Conv2d(1, c1, 3, padding=1), L.Switch(c1), L.MaxPool(2),
+              L.Conv2d(c1, c2, 3, padding=1), L.Switch(c2), L.MaxPool(2),
+              L.Flatten(), L.Dense(49 * c2, 128), L.Switch(128)]
     return DGM(layers, classes=10, sigma2=sigma2, tau2=tau2, input_shape=(1, 28, 28))
 
 
 @register_model(name="fashion_dgm")
 def fashion_pixel_cnnf(cycles: int = 0, mode: str = "exact", readout: str = "last",
-                       sigma2: float = 1.0, tau2: float = math.inf, seed: int = 0) -> CNNF:
+                       sigma2: float = 1.0, tau2: float = math.inf, width: int = 1,
+                       seed: int = 0) -> CNNF:
     """``fashion_pixel_dgm`` with its inference engine (``cycles=0``: the plain CNN readout),
     registered as ``fashion_dgm`` (fitted by the hybrid objective, CE + λ·generative; its
-    renderings g_0 are images); ``mode``: a preset of ``inference.PRESETS``."""
-    return CNNF(fashion_pixel_dgm(sigma2, tau2), cycles=cycles, options=preset(mode),
+    renderings g_0 are images); ``mode``: a preset of ``inference.PRESETS``; ``width``: the
+    conv channel multiplier."""
+    return CNNF(fashion_pixel_dgm(sigma2, tau2, width), cycles=cycles, options=preset(mode),
                 readout=readout, seed=seed)
