@@ -11,7 +11,8 @@ Numbers (fixed seeds, the first ``--n`` test images in a seeded random order, as
 rendering g_0 to the image, class = label and = prediction), clean accuracy of the CNN readout
 on the full test set, class-conditional ancestral samples (model B) and the share the bundled
 ``fashion_cnn`` classifies as their class, the per-class generative classifier vs the CNN
-readout, repair under noise / blur / occlusion (PSNR of each cycle's rendering vs the input's).
+readout, repair under noise / blur / occlusion (PSNR of each cycle's rendering vs the input's;
+``--suite``: also the corruption suite's noise and blur families at severity 3).
 """
 from __future__ import annotations
 
@@ -62,6 +63,9 @@ def main() -> None:
     p.add_argument("--n-classifier", type=int, default=300,
                    help="test images for the generative classifier (K MAP runs each)")
     p.add_argument("--cycles", type=int, default=1, help="engine cycles of the MAP runs")
+    p.add_argument("--suite", action="store_true",
+                   help="also repair on the corruption suite's noise and blur families "
+                        "(severity 3, the first 500 images)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
@@ -101,6 +105,15 @@ def main() -> None:
         G.generative_accuracy(net, xs[:nc], ys[:nc], cycles=c, tau2=t)
         for c, t in ((args.cycles, None), (args.cycles, 0.1), (2, 0.1))]
     report["repair"] = G.repair_gain(net, xs[:500], ys[:500], cycles=3, seed=args.seed)
+    if args.suite:
+        from zoo.corruptions import FAMILIES
+        names = FAMILIES["noise"] + FAMILIES["blur"]
+        suite = G.repair_gain(net, xs[:500], ys[:500], kinds=names, cycles=3, seed=args.seed,
+                              severity=3)
+        suite["family_psnr_gain_db"] = {f: float(np.mean([suite[k]["psnr_gain_db"]
+                                                          for k in FAMILIES[f]]))
+                                        for f in ("noise", "blur")}
+        report["repair_suite_severity3"] = suite
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))

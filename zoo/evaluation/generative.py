@@ -156,17 +156,30 @@ def corrupt(x: Tensor, kind: str, generator: torch.Generator) -> Tensor:
     return out.clamp(-1.0, 1.0)
 
 
+def corrupt_any(x: Tensor, kind: str, generator: torch.Generator, severity: int = 3,
+                seed: int = 0) -> Tensor:
+    """``kind`` of the minimal set (:func:`corrupt`: "noise", "blur", "occlusion") or a
+    corruption of the suite (``zoo.corruptions.CORRUPTIONS``, at ``severity``, images seeded by
+    ``seed`` and their index), in input units [−1, 1]."""
+    from zoo.corruptions import CORRUPTIONS, corrupt as suite_corrupt
+    if kind not in CORRUPTIONS:
+        return corrupt(x, kind, generator)
+    x01 = ((x.detach().cpu().numpy().astype("float64") + 1) / 2).clip(0, 1)
+    return torch.from_numpy(suite_corrupt(x01, kind, severity, seed=seed) * 2 - 1).to(x)
+
+
 @torch.no_grad()
 def repair_gain(net: CNNF, x: Tensor, y: Tensor, kinds=("noise", "blur", "occlusion"),
-                cycles: int = 3, seed: int = 0) -> dict[str, Any]:
-    """Per corruption: PSNR of the corrupted input and of each cycle's rendering g_0 (the
-    engine on the corrupted image, class inferred) to the clean image, and the accuracy of
-    every pass (CNN readout)."""
+                cycles: int = 3, seed: int = 0, severity: int = 3) -> dict[str, Any]:
+    """Per corruption (:func:`corrupt_any`: the minimal set or the suite's names at
+    ``severity``): PSNR of the corrupted input and of each cycle's rendering g_0 (the engine on
+    the corrupted image, class inferred) to the clean image, and the accuracy of every pass
+    (CNN readout). ``psnr_gain_db`` = the best cycle's rendering PSNR − the input's."""
     out: dict[str, Any] = {"n": len(y), "cycles": cycles}
     gen = torch.Generator().manual_seed(seed)
     model, params = net.dgm, net.params()
     for kind in kinds:
-        xc = corrupt(x, kind, gen)
+        xc = corrupt_any(x, kind, gen, severity, seed)
         res = inference.alternating_map(model, params, xc, cycles=cycles, options=net.options,
                                         record="none", converged=False)
         out[kind] = {
