@@ -428,3 +428,15 @@ def test_pixel_model_width_multiplies_the_conv_channels(tmp_path):
                                                   again.state_dict().values()))
     with pytest.raises(ConfigError, match="--width"):
         TrainConfig(dataset="fashion-mnist-pixel", width=0).validate()
+
+
+def test_training_throughput_is_logged_per_step_and_summarised(tmp_path, tiny):
+    """images/s of each step = its batch over its seconds; the run's = all batches over all
+    step seconds (recomputed here from the step count, batch size and logged seconds)."""
+    cfg = _config(tmp_path, "speed", cycles=0)
+    summary = train(cfg)
+    steps = [json.loads(s) for s in open(f"{cfg.out}/log.jsonl")]
+    steps = [r for r in steps if r["event"] == "step"]
+    assert all(r["images_per_s"] == pytest.approx(8 / r["seconds"]) for r in steps)
+    total_seconds = sum(r["seconds"] for r in steps)
+    assert summary["images_per_s"] == pytest.approx(8 * len(steps) / total_seconds, abs=0.01)

@@ -101,6 +101,7 @@ def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[s
             "momentum": config["momentum"], "weight_decay": config["weight_decay"],
             "grad_clip": config["grad_clip"], "steps": summary["steps"],
             "wall_s": round(summary["wall_s"], 1), "best_step": summary["best_step"],
+            "images_per_s": summary.get("images_per_s"),
             "validation": f"{config['val_size']} training images held out "
                           f"(train_val_split seed {config['seed']})" +
                           (f", selection on the first {config['val_limit']}"

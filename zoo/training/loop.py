@@ -458,10 +458,12 @@ def _loop(run: _Run, progress: Optional[bool]) -> None:
                 lr, mean_loss, grad_norm, parts, seconds = _step(run, xb, yb, step, bar)
                 step += 1
                 state.update(step=step, wall_s=time.monotonic() - started)
+                images_per_s = len(xb) / seconds
                 log.write("step", step=step, epoch=epoch, lr=lr, loss=mean_loss,
-                          grad_norm=grad_norm, seconds=seconds, **parts)
+                          grad_norm=grad_norm, seconds=seconds, images_per_s=images_per_s,
+                          **parts)
                 bar.update(1)
-                bar.set_postfix(loss=f"{mean_loss:.3f}")
+                bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{images_per_s:.1f}")
                 end_of_epoch = step % per_epoch == 0 or step == total
                 if ddp.is_main and (end_of_epoch or (config.eval_every and
                                                      step % config.eval_every == 0)):
@@ -522,6 +524,20 @@ def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, step: int, bar) -> tupl
     return lr, mean_loss, float(grad_norm), parts, time.monotonic() - t0
 
 
+def _throughput(log_path: Path) -> Optional[float]:
+    """Training images per second over the whole run (every session of a resumed run): the
+    global batch sizes of the logged steps over the sum of their step times (augmentation,
+    attack, forward, backward and update; validation and checkpoints excluded)."""
+    images = seconds = 0.0
+    lines = log_path.read_text().splitlines() if log_path.is_file() else []
+    for line in lines:
+        event = json.loads(line)
+        if event.get("event") == "step" and "images_per_s" in event:
+            images += event["images_per_s"] * event["seconds"]
+            seconds += event["seconds"]
+    return round(images / seconds, 2) if seconds > 0 else None
+
+
 def _finish(model: CNNF, config: TrainConfig, recipe: Recipe, progress_state: dict,
             log: JsonlLog) -> dict[str, Any]:
     out = Path(config.out)
@@ -529,7 +545,8 @@ def _finish(model: CNNF, config: TrainConfig, recipe: Recipe, progress_state: di
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     best = load_checkpoint(out / "best.pt")
     summary.update(config=asdict(config), steps=progress_state["step"],
-                   wall_s=progress_state["wall_s"], best_step=best["step"], val=best["val"])
+                   wall_s=progress_state["wall_s"], best_step=best["step"], val=best["val"],
+                   images_per_s=_throughput(out / "log.jsonl"))
     if "sigma2" in best:
         summary["sigma2"] = best["sigma2"]
     if config.test and "test" not in summary:
