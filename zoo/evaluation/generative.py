@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 import inference
-from dgm import DGM
 from inference import class_scores, evidence_state
 from zoo.data import iterate_batches
+from zoo.diagnostics import with_noise
 from zoo.models.cnnf import CNNF
 
 
@@ -71,7 +71,7 @@ def log_joint_per_dim(net: CNNF, x: Tensor, y: Tensor, cycles: int = 0,
     (D = the size of level 0, x̃ = the encoder's output). The state: the engine (``options``,
     default the net's) for ``cycles`` cycles from the plain pass, y observed; ``tau2``: the
     model's observation noise replaced by this one (None: the net's)."""
-    model = net.dgm if tau2 is None else with_tau2(net.dgm, tau2)
+    model = net.dgm if tau2 is None else with_noise(net.dgm, tau2)
     params = net.params()
     dim = math.prod(model.level0_shape)
     sums: dict[str, float] = {}
@@ -110,19 +110,13 @@ def sample_consistency(classifier: CNNF, images: Tensor, classes: Tensor) -> flo
     return float((classifier(images).argmax(1) == classes).float().mean())
 
 
-def with_tau2(model: DGM, tau2: float) -> DGM:
-    """The same DGM (layers, σ², norm) with observation noise τ² (``math.inf``: none)."""
-    return DGM(model.layers, model.classes, encoder=model.encoder, sigma2=model.sigma2,
-               tau2=tau2, input_shape=model.input_shape, norm=model.norm)
-
-
 @torch.no_grad()
 def generative_accuracy(net: CNNF, x: Tensor, y: Tensor, cycles: int = 1,
                         batch_size: int = 100, tau2: Optional[float] = None) -> dict[str, Any]:
     """Accuracy of ŷ = argmax_y log p_B(x̃, h_y, y, z_y, t_y) (``inference.class_scores``, one
     MAP run per class) next to the CNN readout's, on the same images. ``tau2``: run the
     per-class MAP (and score) under this observation noise instead of the model's."""
-    model = net.dgm if tau2 is None else with_tau2(net.dgm, tau2)
+    model = net.dgm if tau2 is None else with_noise(net.dgm, tau2)
     hits_gen = hits_cnn = 0
     for xb, yb in iterate_batches(x, y, batch_size, shuffle=False):
         scores = class_scores(model, net.params(), xb, cycles=cycles, options=net.options)
