@@ -524,18 +524,15 @@ def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, step: int, bar) -> tupl
     return lr, mean_loss, float(grad_norm), parts, time.monotonic() - t0
 
 
-def _throughput(log_path: Path) -> Optional[float]:
-    """Training images per second over the whole run (every session of a resumed run): the
-    global batch sizes of the logged steps over the sum of their step times (augmentation,
-    attack, forward, backward and update; validation and checkpoints excluded)."""
-    images = seconds = 0.0
+def _throughput(log_path: Path, batch_size: int) -> Optional[float]:
+    """Training images per second over the whole run (every session of a resumed run): one
+    full global batch per logged step (batches are drawn with drop_last) over the sum of the
+    step times (augmentation, attack, forward, backward and update; validation and checkpoints
+    excluded). Steps logged before throughput was recorded are left out."""
     lines = log_path.read_text().splitlines() if log_path.is_file() else []
-    for line in lines:
-        event = json.loads(line)
-        if event.get("event") == "step" and "images_per_s" in event:
-            images += event["images_per_s"] * event["seconds"]
-            seconds += event["seconds"]
-    return round(images / seconds, 2) if seconds > 0 else None
+    seconds = [event["seconds"] for event in map(json.loads, lines)
+               if event.get("event") == "step" and "images_per_s" in event]
+    return round(batch_size * len(seconds) / sum(seconds), 2) if sum(seconds) > 0 else None
 
 
 def _finish(model: CNNF, config: TrainConfig, recipe: Recipe, progress_state: dict,
@@ -546,7 +543,7 @@ def _finish(model: CNNF, config: TrainConfig, recipe: Recipe, progress_state: di
     best = load_checkpoint(out / "best.pt")
     summary.update(config=asdict(config), steps=progress_state["step"],
                    wall_s=progress_state["wall_s"], best_step=best["step"], val=best["val"],
-                   images_per_s=_throughput(out / "log.jsonl"))
+                   images_per_s=_throughput(out / "log.jsonl", config.batch_size))
     if "sigma2" in best:
         summary["sigma2"] = best["sigma2"]
     if config.test and "test" not in summary:
