@@ -320,3 +320,14 @@ def test_readme_shows_the_table():
     from pathlib import Path
     readme = Path(__file__).resolve().parents[2] / "README.md"
     assert table_markdown() in readme.read_text()
+
+
+def test_unit_maps_match_the_input_scaling():
+    """to_unit / to_signed against the data loaders' pixel / 255 * 2 - 1 on every uint8 value."""
+    from zoo.corruptions import to_signed, to_unit
+    pixels = np.arange(256, dtype=np.uint8)
+    signed = pixels.astype(np.float64) / 255 * 2 - 1
+    np.testing.assert_allclose(to_unit(signed), pixels / 255, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(to_signed(pixels / 255), signed.astype(np.float32), rtol=0,
+                               atol=1e-7)
+    assert to_signed(pixels / 255).dtype == np.float32

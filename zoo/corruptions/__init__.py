@@ -12,10 +12,11 @@ Example:
     >>> y = corrupt(x01, "gaussian_noise", severity=3, seed=0)   # x01 in [0, 1]
 """
 from ._api import (FUNCTIONS, check_images, corrupt, family, image_rng, parse_corruptions,
-                   parse_severities)
+                   parse_severities, to_signed, to_unit)
 from ._cifar10c import cifar10c_files, load_cifar10c
 from ._table import CORRUPTIONS, FAMILIES, MEANING, NOTES, PARAMS, SEVERITIES, table_markdown
 
 __all__ = ["CORRUPTIONS", "FAMILIES", "FUNCTIONS", "MEANING", "NOTES", "PARAMS", "SEVERITIES",
            "check_images", "cifar10c_files", "corrupt", "family", "image_rng",
-           "load_cifar10c", "parse_corruptions", "parse_severities", "table_markdown"]
+           "load_cifar10c", "parse_corruptions", "parse_severities", "table_markdown", "to_signed",
+           "to_unit"]

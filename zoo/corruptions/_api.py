@@ -27,6 +27,16 @@ FUNCTIONS = {
 MIN_SIDE = 16
 
 
+def to_unit(x_signed) -> np.ndarray:
+    """Input units [−1, 1] (``pixel / 255 * 2 − 1``) → the suite's [0, 1], float64."""
+    return (np.asarray(x_signed, dtype=np.float64) + 1) / 2
+
+
+def to_signed(x01) -> np.ndarray:
+    """The suite's [0, 1] → input units [−1, 1], float32 (the inverse of :func:`to_unit`)."""
+    return np.asarray(x01, dtype=np.float32) * 2 - 1
+
+
 def family(name: str) -> str:
     """The family ("noise", "blur", "weather", "digital") of corruption ``name``."""
     return next(f for f, names in FAMILIES.items() if name in names)

@@ -155,11 +155,11 @@ def corrupt_any(x: Tensor, kind: str, generator: torch.Generator, severity: int 
     """``kind`` of the minimal set (:func:`corrupt`: "noise", "blur", "occlusion") or a
     corruption of the suite (``zoo.corruptions.CORRUPTIONS``, at ``severity``, images seeded by
     ``seed`` and their index), in input units [−1, 1]."""
-    from zoo.corruptions import CORRUPTIONS, corrupt as suite_corrupt
+    from zoo.corruptions import CORRUPTIONS, corrupt as suite_corrupt, to_signed, to_unit
     if kind not in CORRUPTIONS:
         return corrupt(x, kind, generator)
-    x01 = ((x.detach().cpu().numpy().astype("float64") + 1) / 2).clip(0, 1)
-    return torch.from_numpy(suite_corrupt(x01, kind, severity, seed=seed) * 2 - 1).to(x)
+    x01 = to_unit(x.detach().cpu().numpy())
+    return torch.from_numpy(to_signed(suite_corrupt(x01, kind, severity, seed=seed))).to(x)
 
 
 @torch.no_grad()

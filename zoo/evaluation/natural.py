@@ -33,7 +33,7 @@ from backends import ConfigError, DGMError, InputError
 from zoo import plotting
 from zoo.attacks import accuracy_with_interval, mcnemar_p
 from zoo.corruptions import (CORRUPTIONS, SEVERITIES, check_images, corrupt, family,
-                             parse_corruptions, parse_severities)
+                             parse_corruptions, parse_severities, to_signed, to_unit)
 from zoo.models.cnnf import CNNF
 
 from . import natural_figures, natural_report
@@ -204,7 +204,7 @@ def check_inputs(models: Mapping[str, CNNF], x: Tensor, y: Tensor) -> np.ndarray
     ``ConfigError``: a model for other inputs); returns x in [0, 1] as numpy."""
     if not isinstance(x, Tensor) or not isinstance(y, Tensor) or len(x) != len(y) or not len(y):
         raise InputError("x and y must be non-empty tensors of the same length")
-    x01 = ((x.detach().double().cpu() + 1) / 2).numpy()
+    x01 = to_unit(x.detach().cpu().numpy())
     try:
         check_images(x01, "x (mapped to [0, 1])")
     except DGMError as err:
@@ -262,7 +262,7 @@ def run_natural(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Natura
                         pixels = corrupt(x01, corruption, severity, seed=config.seed,
                                          indices=ids)
                         corrupt_s += time.perf_counter() - t0
-                    xc = torch.from_numpy(np.asarray(pixels, dtype=np.float32) * 2 - 1)
+                    xc = torch.from_numpy(to_signed(pixels))
                 for m, net in models.items():
                     t0 = time.perf_counter()
                     bar.set_description(f"{m} {corruption} s{severity}")
