@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
 
 from backends import ConfigError
 from dgm import DGM
 from dgm import layers as L
+from dgm.testing import check_program, problems_for
 from inference import preset
 from zoo.models.cnnf import CNNF
+from zoo.models.fashion import fashion_pixel_dgm
 from zoo.training import (RECIPES, Recipe, TrainConfig, adversarial_loss, clean_loss,
                           load_checkpoint, poly_lr, train)
 from zoo.training import _jsonl
@@ -440,3 +443,33 @@ def test_training_throughput_is_logged_per_step_and_summarised(tmp_path, tiny):
     assert all(r["images_per_s"] == pytest.approx(8 / r["seconds"]) for r in steps)
     total_seconds = sum(r["seconds"] for r in steps)
     assert summary["images_per_s"] == pytest.approx(8 * len(steps) / total_seconds, abs=0.01)
+
+
+def test_pixel_model_dense_width_sets_the_dense_units(tmp_path):
+    """--dense-width n: dense 1568 → n and head n → 10 (weights counted by hand); the card's
+    arch carries it, so the hub rebuilds the model."""
+    from zoo.models import create_model
+    from zoo.training import get_recipe
+    from zoo.weights import save_weights
+    net = get_recipe("fashion-mnist-pixel").build(TrainConfig(dataset="fashion-mnist-pixel",
+                                                              dense_width=40))
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert shapes["weights.layers__7__weight"] == (40, 32 * 7 * 7)
+    assert shapes["weights.head__weight"] == (10, 40)
+    by_hand = (16 * 9 + 16) + (32 * 16 * 9 + 32) + (40 * 1568 + 40) + (10 * 40 + 10)
+    assert sum(v.numel() for v in net.state_dict().values()) == by_hand
+    path = tmp_path / "dense.safetensors"
+    save_weights(net, path, {"arch": {"dense_width": 40}})
+    again = create_model("fashion_dgm", pretrained=path)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                  again.state_dict().values()))
+    with pytest.raises(ConfigError, match="--dense-width"):
+        TrainConfig(dataset="fashion-mnist-pixel", dense_width=0).validate()
+
+
+@settings(max_examples=3, deadline=None)
+@given(problems_for(fashion_pixel_dgm(dense_width=5), max_batch=1, grids=(None,)))
+def test_pixel_model_with_a_dense_width_has_the_program_s_log_joint(p):
+    """The wider pixel model is a DGM whose closed-form log joint (every term of §1.5) equals
+    the program interpreter's, at random parameters and states (dgm.testing)."""
+    check_program(p, pyro=False)

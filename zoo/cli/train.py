@@ -71,6 +71,8 @@ def add_parser(subparsers) -> None:
                    help="observation noise tau^2, inf = none (fashion-mnist-pixel)")
     p.add_argument("--width", type=int, default=_DEFAULTS.width,
                    help="conv channel multiplier (fashion-mnist-pixel)")
+    p.add_argument("--dense-width", type=int, default=_DEFAULTS.dense_width,
+                   help="units of the dense layer (fashion-mnist-pixel)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=_DEFAULTS.optimizer)
     p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                    help="also validate every STEPS steps (always at each epoch end)")

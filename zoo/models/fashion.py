@@ -62,27 +62,31 @@ def fashion_cnn(**kwargs) -> CNNF:
     return fashion_cnnf(**{**kwargs, "cycles": 0})
 
 
-def fashion_pixel_dgm(sigma2: float = 1.0, tau2: float = math.inf, width: int = 1) -> DGM:
+def fashion_pixel_dgm(sigma2: float = 1.0, tau2: float = math.inf, width: int = 1,
+                      dense_width: int = 128) -> DGM:
     """A small pixel-level Fashion-MNIST DGM (feedback to the pixels, ind = 0, no norm):
     conv 3×3 1→16w, switch, 2×2 max-pool, conv 3×3 16w→32w, switch, 2×2 max-pool, dense
-    1568w→128, switch, head 128→10 (w = ``width``; 206,922 weights at w = 1, 421,642 at
-    w = 2): its renderings g_0 are images."""
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an integer >= 1, got {width!r}")
+    1568w→n, switch, head n→10 (w = ``width``, n = ``dense_width``; 206,922 weights at
+    w = 1, n = 128; 421,642 at w = 2, n = 128; 813,258 at w = 1, n = 512): its renderings g_0
+    are images. The top of the rendering path is g_2 = W_dᵀ(z_3 ⊙ W_hᵀ y), a combination of at
+    most n rows of the dense weight W_d (n × 1568w), so n bounds the images the model renders."""
+    for name, value in (("width", width), ("dense_width", dense_width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     c1, c2 = 16 * width, 32 * width
     layers = [L.Conv2d(1, c1, 3, padding=1), L.Switch(c1), L.MaxPool(2),
               L.Conv2d(c1, c2, 3, padding=1), L.Switch(c2), L.MaxPool(2),
-              L.Flatten(), L.Dense(49 * c2, 128), L.Switch(128)]
+              L.Flatten(), L.Dense(49 * c2, dense_width), L.Switch(dense_width)]
     return DGM(layers, classes=10, sigma2=sigma2, tau2=tau2, input_shape=(1, 28, 28))
 
 
 @register_model(name="fashion_dgm")
 def fashion_pixel_cnnf(cycles: int = 0, mode: str = "exact", readout: str = "last",
                        sigma2: float = 1.0, tau2: float = math.inf, width: int = 1,
-                       seed: int = 0) -> CNNF:
+                       dense_width: int = 128, seed: int = 0) -> CNNF:
     """``fashion_pixel_dgm`` with its inference engine (``cycles=0``: the plain CNN readout),
     registered as ``fashion_dgm`` (fitted by the hybrid objective, CE + λ·generative; its
     renderings g_0 are images); ``mode``: a preset of ``inference.PRESETS``; ``width``: the
-    conv channel multiplier."""
-    return CNNF(fashion_pixel_dgm(sigma2, tau2, width), cycles=cycles, options=preset(mode),
+    conv channel multiplier; ``dense_width``: the dense layer's units."""
+    return CNNF(fashion_pixel_dgm(sigma2, tau2, width, dense_width), cycles=cycles, options=preset(mode),
                 readout=readout, seed=seed)

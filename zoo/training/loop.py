@@ -94,6 +94,7 @@ class TrainConfig:
     sigma2: float = 1.0
     tau2: float = math.inf
     width: int = 1
+    dense_width: int = 128
     eval_every: int = 0
     eval_batch_size: int = 200
     checkpoint_minutes: float = 10.0
@@ -148,7 +149,8 @@ _RANGES = (("cycles", 0, False), ("ind", 0, False), ("epochs", 0, True), ("batch
            ("clean_weight", 0, False), ("mse_weight", 0, False), ("eval_every", 0, False),
            ("eval_batch_size", 1, False), ("checkpoint_minutes", 0, False),
            ("gen_weight", 0, False), ("estep_cycles", 0, False), ("labels_per_class", 1, False),
-           ("sigma2", 0, True), ("width", 1, False))
+           ("sigma2", 0, True), ("width", 1, False),
+           ("dense_width", 1, False))
 # options that may differ on --resume without being listed: they do not change the trajectory
 RESUME_FREE = ("command", "out", "test", "checkpoint_minutes", "eval_batch_size")
 RUN_FILES = ("log.jsonl", "last.pt", "best.pt", "summary.json")
