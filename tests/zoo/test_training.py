@@ -367,12 +367,84 @@ def test_full_disk_is_one_clear_error_and_keeps_the_previous_checkpoint(tmp_path
 
 
 def test_keep_labels_keeps_per_class_labels_and_hides_the_rest():
-    from zoo.training.loop import keep_labels
+    from zoo.training.semi import keep_labels
     y = np.random.default_rng(3).integers(0, 4, 200)
     kept = keep_labels(y, 5, seed=1)
     assert ((kept == y) | (kept == -1)).all()
     assert np.bincount(kept[kept >= 0], minlength=4).tolist() == [5, 5, 5, 5]
     assert (keep_labels(y, 5, seed=1) == kept).all() and not (keep_labels(y, 5, 2) == kept).all()
+
+
+@pytest.mark.parametrize("n_lab, n_unl, batch, lab_batch", [(7, 30, 8, 3), (5, 20, 4, 1),
+                                                             (12, 9, 4, 4)])
+def test_mixed_batches_hold_a_fixed_labelled_share_and_cover_the_unlabelled(
+        n_lab, n_unl, batch, lab_batch):
+    """Every batch: lab_batch labelled rows then batch - lab_batch unlabelled ones; an epoch
+    draws every unlabelled image at most once (all but the drop_last remainder); the labelled
+    stream uses every labelled image once per pass (counts differ by at most 1 over the whole
+    run, counted independently of the code); a batch depends only on (seed, epoch, index), so
+    a resumed epoch (start_batch) is the tail of the full one; L = batch: labelled images only."""
+    from zoo.training.semi import mixed_batches, mixed_per_epoch
+    rng = np.random.default_rng(4)
+    y = torch.from_numpy(np.concatenate([rng.integers(0, 3, n_lab), np.full(n_unl, -1)]))
+    perm = torch.from_numpy(rng.permutation(len(y)))
+    y = y[perm]
+    x = torch.arange(len(y), dtype=torch.float32)[:, None]      # x = the image's own index
+    per_epoch = mixed_per_epoch(y, batch, lab_batch)
+    assert per_epoch == ((n_lab if lab_batch == batch else n_unl) //
+                         (batch if lab_batch == batch else batch - lab_batch))
+    seen_lab = []
+    for epoch in range(3):
+        batches = list(mixed_batches(x, y, batch, lab_batch, seed=5, epoch=epoch))
+        assert len(batches) == per_epoch
+        unl_ids = []
+        for xb, yb in batches:
+            ids = xb[:, 0].long()
+            assert xb.shape == (batch, 1) and torch.equal(yb, y[ids])      # rows stay paired
+            share = lab_batch if lab_batch < batch else batch
+            assert (yb[:share] >= 0).all() and (yb[share:] < 0).all()
+            seen_lab += ids[:share].tolist()
+            unl_ids += ids[share:].tolist()
+        assert len(set(unl_ids)) == len(unl_ids) == per_epoch * (batch - lab_batch)
+        tail = list(mixed_batches(x, y, batch, lab_batch, seed=5, epoch=epoch, start_batch=1))
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(batches[1:], tail, strict=True))
+    counts = np.bincount(seen_lab, minlength=len(y))[(y >= 0).numpy()]
+    assert counts.max() - counts.min() <= 1 and counts.sum() == len(seen_lab)
+    other = [b[0] for b in mixed_batches(x, y, batch, lab_batch, seed=6, epoch=0)]
+    assert not all(torch.equal(a[0], b) for a, b in zip(batches, other))
+
+
+def test_semi_supervised_run_keeps_balanced_labels_of_training_images_only(tmp_path, tiny):
+    """--labels-per-class N: N labels per class among the training split's images (none from
+    the validation split), the same for the same seed; --labelled-batch L: each step's batch
+    holds L of them (the CE term logs only when a batch has labels)."""
+    from zoo.training.loop import _resolve
+    cfg = _config(tmp_path, "semi", cycles=0, objective="hybrid", labels_per_class=2,
+                  labelled_batch=3, batch_size=5, epochs=2)
+    run = _resolve(cfg, False, False, ())
+    x_all, y_all = _data("train", None)
+    lab = run.y_train >= 0
+    assert np.bincount(run.y_train[lab].numpy(), minlength=3).tolist() == [2, 2, 2]
+    rows = {tuple(r.flatten().tolist()): i for i, r in enumerate(x_all)}   # image -> index
+    val_rows = {rows[tuple(r.flatten().tolist())] for r in run.x_val.numpy()}
+    lab_rows = [rows[tuple(r.flatten().tolist())] for r in run.x_train[lab].numpy()]
+    assert len(val_rows) == 8 and not val_rows & set(lab_rows)
+    assert (y_all[lab_rows] == run.y_train[lab].numpy()).all()      # the true labels
+    again = _resolve(_config(tmp_path, "semi2", cycles=0, objective="hybrid",
+                             labels_per_class=2, labelled_batch=3, batch_size=5), False, False, ())
+    assert torch.equal(again.y_train, run.y_train)
+    assert run.per_epoch == (32 - 6) // 2
+    summary = train(cfg, overwrite=True)
+    steps = [r for r in _read_log(summary["config"]["out"]) if r["event"] == "step"]
+    assert len(steps) == 2 * 13 and all("ce" in r and "gen" in r for r in steps)
+
+
+@pytest.mark.parametrize("change, match", [(dict(labelled_batch=2), "--labels-per-class"),
+                                           (dict(labels_per_class=1, labelled_batch=9),
+                                            "--labelled-batch")])
+def test_labelled_batch_needs_labels_and_fits_the_batch(tmp_path, tiny, change, match):
+    with pytest.raises(ConfigError, match=match):
+        train(_config(tmp_path, "bad", cycles=0, **change))
 
 
 @pytest.mark.parametrize("extra", [dict(objective="hybrid", gen_weight=2.0),

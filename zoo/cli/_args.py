@@ -118,7 +118,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
         "n_examples", "steps", "restarts", "apgd_steps", "apgd_restarts", "batch_size",
         "check_n", "spsa_samples", "spsa_steps", "check_restarts", "large_steps", "strip_n",
         "threads", "repeats", "n_images", "pgd_steps", "val_size", "val_limit", "limit_train",
-        "labels_per_class", "table_spsa_samples", "table_spsa_steps", "max_cycles")},
+        "labels_per_class", "labelled_batch", "table_spsa_samples", "table_spsa_steps", "max_cycles")},
     **{d: (0, INF, True, False) for d in ("step_scale", "epochs", "grad_clip", "sigma2")},
     "tau2": (0, INF, True, False),          # inf allowed: no observation noise
     "momentum": (0, 1, False, True),

@@ -63,6 +63,10 @@ def add_parser(subparsers) -> None:
                    help="class of unlabelled images: map (the engine's) or lse (marginalised)")
     p.add_argument("--labels-per-class", type=int, default=None, metavar="N",
                    help="semi-supervised: keep N labels per class, the rest unlabelled")
+    p.add_argument("--labelled-batch", type=int, default=None, metavar="L",
+                   help="with --labels-per-class: every batch holds L labelled images and "
+                        "batch-size - L unlabelled ones (an epoch = one pass over the "
+                        "unlabelled); L = --batch-size trains on the labelled images alone")
     p.add_argument("--learn-sigma2", action="store_true",
                    help="sigma^2 follows its closed-form ML estimate (generative term)")
     p.add_argument("--sigma2", type=float, default=_DEFAULTS.sigma2,

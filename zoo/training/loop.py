@@ -53,6 +53,7 @@ from .distributed import NullLog, init_from_env, shutdown
 from .objectives import OBJECTIVES, UNLABELLED, Batch, Objective, make_objective
 from .recipes import Recipe, get_recipe
 from .schedule import poly_lr
+from .semi import keep_labels, mixed_batches, mixed_per_epoch
 
 
 @dataclass
@@ -90,6 +91,7 @@ class TrainConfig:
     unlabelled: str = "map"
     learn_sigma2: bool = False
     labels_per_class: Optional[int] = None
+    labelled_batch: Optional[int] = None
     optimizer: str = "sgd"
     sigma2: float = 1.0
     tau2: float = math.inf
@@ -126,6 +128,12 @@ class TrainConfig:
             _bad("tau2", "must be > 0 (inf: no observation term)", self.tau2)
         if self.adversarial and self.objective != "ce":
             _bad("objective", "must be ce with --adversarial (its own objective)", self.objective)
+        if self.labelled_batch is not None:
+            if self.labels_per_class is None:
+                _bad("labelled_batch", "needs --labels-per-class", self.labelled_batch)
+            if not 1 <= self.labelled_batch <= self.batch_size:
+                _bad("labelled_batch", f"must be in [1, --batch-size {self.batch_size}]",
+                     self.labelled_batch)
         if self.eps is not None and self.eps > 2:
             _bad("eps", "must be <= 2 (input units: [-1, 1] spans 2)", self.eps)
         return self
@@ -149,7 +157,7 @@ _RANGES = (("cycles", 0, False), ("ind", 0, False), ("epochs", 0, True), ("batch
            ("clean_weight", 0, False), ("mse_weight", 0, False), ("eval_every", 0, False),
            ("eval_batch_size", 1, False), ("checkpoint_minutes", 0, False),
            ("gen_weight", 0, False), ("estep_cycles", 0, False), ("labels_per_class", 1, False),
-           ("sigma2", 0, True), ("width", 1, False),
+           ("labelled_batch", 1, False), ("sigma2", 0, True), ("width", 1, False),
            ("dense_width", 1, False))
 # options that may differ on --resume without being listed: they do not change the trajectory
 RESUME_FREE = ("command", "out", "test", "checkpoint_minutes", "eval_batch_size")
@@ -301,11 +309,31 @@ class _Run:
 
     @property
     def per_epoch(self) -> int:
+        if self.config.labelled_batch is not None:
+            return mixed_per_epoch(self.y_train, self.config.batch_size,
+                                   self.config.labelled_batch)
         return num_batches(len(self.y_train), self.config.batch_size, drop_last=True)
 
     @property
     def total(self) -> int:
-        return total_steps(self.config, len(self.y_train))
+        if self.config.labelled_batch is None:
+            return total_steps(self.config, len(self.y_train))
+        if self.per_epoch < 1:
+            raise ConfigError(f"--labelled-batch {self.config.labelled_batch}: no full batch "
+                              f"of {self.config.batch_size} can be drawn from the training split")
+        return max(1, math.ceil(self.config.epochs * self.per_epoch))
+
+    def batches(self, epoch: int, start_batch: int):
+        """The training batches of ``epoch`` from batch ``start_batch`` on: seeded by
+        ``(seed, epoch)``; with ``labelled_batch``, ``semi.mixed_batches``."""
+        config = self.config
+        if config.labelled_batch is not None:
+            return mixed_batches(self.x_train, self.y_train, config.batch_size,
+                                 config.labelled_batch, seed=config.seed, epoch=epoch,
+                                 start_batch=start_batch)
+        return iterate_batches(self.x_train, self.y_train, config.batch_size, shuffle=True,
+                               seed=config.seed, epoch=epoch, start_batch=start_batch,
+                               drop_last=True)
 
     def checkpoint(self, rng: Optional[dict] = None) -> None:
         save_checkpoint(self.out / "last.pt", {"model": self.model.state_dict(),
@@ -417,17 +445,6 @@ def _resolve(config: TrainConfig, resume: bool, overwrite: bool,
     return run
 
 
-def keep_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """A copy of ``y`` with the labels of all but ``per_class`` images per class (drawn by a
-    permutation seeded with ``seed``) replaced by -1 (unlabelled)."""
-    out = np.full_like(y, -1)
-    order = np.random.default_rng(seed).permutation(len(y))
-    for k in np.unique(y):
-        keep = order[y[order] == k][:per_class]
-        out[keep] = y[keep]
-    return out
-
-
 def _optimizer(config: TrainConfig, model: CNNF) -> torch.optim.Optimizer:
     """SGD with momentum and weight decay (the CNN-F recipe) or Adam (``--optimizer adam``)."""
     if config.optimizer == "adam":
@@ -451,10 +468,7 @@ def _loop(run: _Run, progress: Optional[bool]) -> None:
     with _StopOnSigint() as sigint:
         while step < total:
             epoch, start_batch = divmod(step, per_epoch)
-            batches = iterate_batches(run.x_train, run.y_train, config.batch_size, shuffle=True,
-                                      seed=config.seed, epoch=epoch, start_batch=start_batch,
-                                      drop_last=True)
-            for xb, yb in batches:
+            for xb, yb in run.batches(epoch, start_batch):
                 if step >= total:
                     break
                 lr, mean_loss, grad_norm, parts, seconds = _step(run, xb, yb, step, bar)
