@@ -122,6 +122,42 @@ def test_unlabelled_images_use_the_map_class_or_the_class_marginal(problem):
 
 
 @SETTINGS
+@given(problem=PROBLEMS, cycles=st.integers(0, 1))
+def test_elbo_is_the_bound_under_the_networks_class_posterior(problem, cycles):
+    """"elbo": −[Σ_y q_y log p_B,y − Σ_y q_y log q_y] / D with q = softmax of the network's
+    readout and log p_B,y the program interpreter's joint at class y's MAP state; never below
+    the "lse" loss (Gibbs: the bound is ≤ the marginal), equal to it when the readout's logits
+    are the joints themselves (q = the model's posterior); and its gradient reaches the
+    readout through q: with other logits the loss is the lse loss + KL(q ‖ p_B(y | …)) / D,
+    and so is its gradient in the logits."""
+    net, x = _net(problem), torch.from_numpy(problem.x)
+    model, params, dim = problem.model, to_torch(problem.params), \
+        math.prod(problem.model.level0_shape)
+    hidden = torch.full((len(x),), -1, dtype=torch.int64)
+    joints = torch.stack([_reference_joint(model, params, x, torch.full_like(hidden, k), cycles)
+                          for k in range(model.classes)], -1)
+    with torch.no_grad():
+        q = torch.softmax(net.readout_logits(net.forward_passes(x)), -1)
+    expected = -(q * (joints - torch.log(q))).sum() / (dim * len(x))
+    got = Generative(cycles=cycles, unlabelled="elbo")(net, Batch(x, hidden))[0]
+    assert torch.allclose(got.detach(), expected, rtol=1e-9, atol=1e-12)
+    lse = Generative(cycles=cycles, unlabelled="lse")(net, Batch(x, hidden))[0]
+    assert float(got) >= float(lse) - 1e-12 * abs(float(lse))
+    net.readout_logits = lambda passes: joints + 3.0          # q = p_B(y | x̃, h, z, t)
+    tight = Generative(cycles=cycles, unlabelled="elbo")(net, Batch(x, hidden))[0]
+    assert torch.allclose(tight.detach(), lse.detach(), rtol=1e-10, atol=1e-12)
+    logits = (-joints + torch.linspace(0, 1, model.classes)).requires_grad_()
+    net.readout_logits = lambda passes: logits
+    moved = Generative(cycles=cycles, unlabelled="elbo")(net, Batch(x, hidden))[0]
+    q, p = torch.softmax(logits, -1), torch.softmax(joints, -1)
+    kl = (q * (torch.log(q) - torch.log(p))).sum()               # bound = marginal − KL
+    assert torch.allclose(moved, lse.detach() + kl / (dim * len(x)), rtol=1e-9, atol=1e-12)
+    moved.backward()
+    ref_grad, = torch.autograd.grad(kl / (dim * len(x)), logits)
+    assert torch.allclose(logits.grad, ref_grad, rtol=1e-8, atol=1e-14)
+
+
+@SETTINGS
 @given(problem=PROBLEMS, factor=st.sampled_from([0.5, 0.9, 0.999, 1.001, 1.1, 2.0]))
 def test_sigma2_update_is_the_ml_estimate_for_fixed_renderings(problem, factor):
     model, params, x = problem.model, to_torch(problem.params), torch.from_numpy(problem.x)

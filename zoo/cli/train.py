@@ -60,7 +60,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--estep-cycles", type=int, default=_DEFAULTS.estep_cycles,
                    help="engine cycles of the generative term's E-step")
     p.add_argument("--unlabelled", choices=UNLABELLED, default=_DEFAULTS.unlabelled,
-                   help="class of unlabelled images: map (the engine's) or lse (marginalised)")
+                   help="class of unlabelled images: map (the engine's), lse (marginalised) or "
+                        "elbo (the network's posterior q, the bound E_q log p_B + H(q))")
     p.add_argument("--labels-per-class", type=int, default=None, metavar="N",
                    help="semi-supervised: keep N labels per class, the rest unlabelled")
     p.add_argument("--labelled-batch", type=int, default=None, metavar="L",

@@ -12,7 +12,8 @@ ones of ``dgm train --objective``:
 
 Semi-supervised learning is any of these on a batch with unlabelled images: CE reads only the
 labelled ones; the generative term scores every image, with y = the label where it is known and
-inferred otherwise (MAP or marginalised, ``Generative.unlabelled``).
+inferred otherwise (MAP, marginalised, or under the network's own class posterior: the evidence
+lower bound; ``Generative.unlabelled``).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from zoo.models.cnnf import CNNF
 from .losses import adversarial_loss, clean_loss
 
 OBJECTIVES = ("ce", "generative", "hybrid", "adversarial")
-UNLABELLED = ("map", "lse")
+UNLABELLED = ("map", "lse", "elbo")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,14 @@ class Generative:
     cycles with y observed (= the label) for labelled images; for unlabelled ones
     ``unlabelled="map"`` lets the engine infer y (its MAP class) and ``"lse"`` runs one MAP per
     class and uses −logsumexp_y log p_B(x̃, h_y, y, z_y, t_y) / D (the class marginalised,
-    K renders per image). The state is scored at h = x̃ when τ² = ∞
+    K renders per image); ``"elbo"`` uses the same K states and the network's readout
+    posterior q = softmax(s(x)) (model G's exact class posterior, §2.2) as the variational
+    distribution of y: −[Σ_y q_y log p_B(x̃, h_y, y, z_y, t_y) − Σ_y q_y log q_y] / D, the
+    free energy F of §4.4 at q = the CNN's posterior (≤ the "lse" marginal, equal when q is
+    the model's own posterior p_B(y | x̃, h, z, t)), differentiated through q as well: the
+    CNN is the amortised E-step for y, and the unlabelled images train it toward model B's
+    posterior (Kingma et al. 2014's M2 bound, with the CNN as q(y | x)). With 0 E-step
+    cycles every class keeps the plain pass's gates (the CNN's bottom-up latents). The state is scored at h = x̃ when τ² = ∞
     (``inference.evidence_state``). M-step: the gradient of L_gen at those fixed latents
     (every term of the table: the Gaussian reconstruction ‖h − g_0‖²/(2σ²), the switches'
     bias terms with their softplus normalisers, the class prior T_y = β_y − logsumexp β — a
@@ -100,7 +108,7 @@ class Generative:
             raise ValueError(f"unlabelled must be one of {UNLABELLED}, got {unlabelled!r}")
         if int(cycles) != cycles or cycles < 0:
             raise ValueError(f"cycles must be a non-negative integer, got {cycles}")
-        if learn_sigma2 and unlabelled == "lse":
+        if learn_sigma2 and unlabelled != "map":
             raise ValueError("learn_sigma2 needs one state per image (unlabelled='map')")
         if not 0.0 < sigma2_rate <= 1.0:
             raise ValueError(f"sigma2_rate must be in (0, 1], got {sigma2_rate}")
@@ -118,7 +126,7 @@ class Generative:
                 if len(rows) == 0:
                     continue
                 x = batch.x[rows]
-                if not observed and self.unlabelled == "lse":
+                if not observed and self.unlabelled != "map":
                     x_obs, states = class_map_states(model, params, x, cycles=self.cycles,
                                                      options=net.options)
                 else:
@@ -130,23 +138,33 @@ class Generative:
                 groups.append((rows, x_obs, states))
         return groups
 
-    def m_step_loss(self, net: CNNF, groups, n: int) -> torch.Tensor:
+    def m_step_loss(self, net: CNNF, groups, n: int,
+                    log_q: Optional[torch.Tensor] = None) -> torch.Tensor:
         """L_gen at the E-step's fixed latents ``groups`` (``e_step``) for a batch of ``n``
         images: −Σ_groups Σ_rows logsumexp_states log p_B / (D·n), differentiable in the
-        parameters (a single state per group: the log joint itself)."""
+        parameters (a single state per group: the log joint itself); with ``log_q`` (rows of
+        the group with K states × K, log-probabilities) that group's rows contribute
+        Σ_y q_y (log p_B,y − log q_y) instead of the logsumexp ("elbo")."""
         model, params = net.dgm, net.params()
         dim = math.prod(model.level0_shape)
         total = None
         for _, x_obs, states in groups:
             joints = torch.stack([model.log_joint(params, x_obs, s, "B",
                                                   observed="level0").total for s in states], -1)
-            part = torch.logsumexp(joints, -1).sum()
+            if log_q is not None and len(states) > 1:
+                part = (log_q.exp() * (joints - log_q)).sum()
+            else:
+                part = torch.logsumexp(joints, -1).sum()
             total = part if total is None else total + part
         return -total / (dim * n)
 
     def __call__(self, net: CNNF, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         groups = self.e_step(net, batch)
-        loss = self.m_step_loss(net, groups, len(batch.y))
+        log_q = None
+        if self.unlabelled == "elbo" and not bool(batch.labelled.all()):
+            x_unl = batch.x[~batch.labelled]
+            log_q = torch.log_softmax(net.readout_logits(net.forward_passes(x_unl)), -1)
+        loss = self.m_step_loss(net, groups, len(batch.y), log_q)
         parts = {"gen": float(loss.detach())}
         if self.learn_sigma2:
             with torch.no_grad():
