@@ -107,8 +107,11 @@ def init_from_env() -> Dist:
 
 
 def shutdown(info: Dist) -> None:
-    """Leave the process group (no-op for a single process)."""
+    """Leave the process group (no-op for a single process). Every rank first waits at a
+    barrier, so no rank tears the group down -- rank 0 also hosts the rendezvous store --
+    while another is still communicating with it."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

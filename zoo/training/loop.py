@@ -369,12 +369,10 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     pluggable ``Objective``) → finish (``_finish``)."""
     run = _resolve(config, resume, overwrite, allow_changes)
     _loop(run, progress)
+    shutdown(run.ddp)       # all ranks together; finishing (test accuracy) is rank 0's alone
     if not run.ddp.is_main:
-        shutdown(run.ddp)
         return {"rank": run.ddp.rank, "steps": run.progress["step"]}
-    summary = _finish(run.model, run.config, run.recipe, run.progress, run.log)
-    shutdown(run.ddp)
-    return summary
+    return _finish(run.model, run.config, run.recipe, run.progress, run.log)
 
 
 def _resolve(config: TrainConfig, resume: bool, overwrite: bool,
