@@ -167,6 +167,14 @@ def test_seed_table_layout_and_consistency(tmp_path):
         attacked = [c for c in COLUMNS[1:-1] if r["cells"][c] is not None]
         assert r["min"] == min(r["cells"][c]["acc"] for c in attacked)
         assert r["worst_case"]["acc"] <= r["min"]
+        # the worst case is the per-image AND of the attack cells' outcomes, counted here
+        survive = [all(r["cells"][c]["correct"][i] for c in attacked) for i in range(len(y))]
+        assert r["worst_case"]["correct"] == [int(v) for v in survive]
+    for r in rows[1:]:      # McNemar's discordant pairs, counted independently
+        cnn_wc, wc = rows[0]["worst_case"]["correct"], r["worst_case"]["correct"]
+        assert r["vs_cnn"]["b01"] == sum(a == 0 and b == 1 for a, b in zip(cnn_wc, wc))
+        assert r["vs_cnn"]["b10"] == sum(a == 1 and b == 0 for a, b in zip(cnn_wc, wc))
+    assert "vs_cnn" not in rows[0]
     assert rows[0]["cells"]["PGD e2e"] is rows[0]["cells"]["PGD first"]
     assert rows[0]["cells"]["transfer"] is None and rows[1]["cells"]["transfer"] is not None
     text = write_table(rows, tmp_path, config, {})
@@ -175,3 +183,4 @@ def test_seed_table_layout_and_consistency(tmp_path):
                       "| min |")
     records = [json.loads(line) for line in (tmp_path / "table.jsonl").read_text().splitlines()]
     assert sum(r["event"] == "row" for r in records) == 3
+    assert "exact McNemar p" in text

@@ -12,7 +12,10 @@ Rows: the CNN, CNN-F scored on the "last" readout and on "avg". Columns, all at 
   δ = 0.01, 128 samples, zero start, CE), final or best iterate as for PGD;
 * transfer: PGD-7 crafted on the CNN's own pass, scored by the CNN-F readout ("—" for the CNN);
 * min: the smallest accuracy over the attack columns, as in the seed table. The JSONL also
-  gives ``worst_case``: the fraction of images that survive every attack of the row.
+  gives ``worst_case``: the fraction of images that survive every attack of the row, each
+  cell's per-image outcomes (``correct``, 0/1 in subset order), and for the CNN-F rows the
+  exact McNemar test of their per-image worst case against the CNN's (``vs_cnn``: ``b01`` =
+  images only the CNN-F keeps, ``b10`` = only the CNN keeps, two-sided ``p_value``).
 
 For the CNN the first and e2e targets are the same function, so one attack fills both columns.
 Every cell carries a 95 % Wilson interval. Outputs: ``table.jsonl`` (one record per cell, then
@@ -29,7 +32,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from zoo.attacks import accuracy_with_interval, pixel_to_input, spsa
+from zoo.attacks import accuracy_with_interval, mcnemar_exact, pixel_to_input, spsa
 from zoo.models.cnnf import CNNF
 
 from .runner import EvalConfig, attack_inputs, cell_seed, score, wrong_iterate
@@ -72,8 +75,9 @@ def seed_table(cnn: CNNF, cnnf: CNNF, x: Tensor, y: Tensor, config: TableConfig 
     """The three rows of the table on ``(x (N, 3, 32, 32) in [−1, 1], y (N,))``.
 
     Returns one dict per row: ``model``, ``readout``, ``cells`` (column → accuracy record with
-    ``acc``, ``lo``, ``hi``, ``n``, ``seconds``; None where not applicable), ``min``,
-    ``worst_case``.
+    ``acc``, ``lo``, ``hi``, ``n``, ``seconds``, per-image ``correct``; None where not
+    applicable), ``min``, ``worst_case`` (with its per-image ``correct``) and, on the CNN-F
+    rows, ``vs_cnn`` (exact McNemar of the two per-image worst cases).
     """
     if not cnn.is_cnn:
         raise ValueError(f"cnn must have cycles=0 (the CNN baseline), got {cnn.cycles}")
@@ -88,7 +92,8 @@ def seed_table(cnn: CNNF, cnnf: CNNF, x: Tensor, y: Tensor, config: TableConfig 
         for i, s in enumerate(batches):
             correct.append(score(net, readout, fn(s, cell_seed(config.seed, name, i)), y[s])[0])
         correct = torch.cat(correct)
-        cell = {**accuracy_with_interval(correct), "seconds": round(time.perf_counter() - start, 1)}
+        cell = {**accuracy_with_interval(correct), "seconds": round(time.perf_counter() - start, 1),
+                "correct": correct.int().tolist()}
         log(f"{name:>24}: {100 * cell['acc']:.2f}% ({cell['seconds']:.0f}s)")
         return cell, correct
 
@@ -114,9 +119,14 @@ def seed_table(cnn: CNNF, cnnf: CNNF, x: Tensor, y: Tensor, config: TableConfig 
         cells.setdefault("transfer", None)
         attacked = [c for c in COLUMNS[1:-1] if cells[c] is not None]
         survive = torch.stack([outcomes[c] for c in outcomes if c != "clean"]).all(0)
-        rows.append({"model": label, "readout": r, "cells": cells,
-                     "min": min(cells[c]["acc"] for c in attacked),
-                     "worst_case": accuracy_with_interval(survive)})
+        row = {"model": label, "readout": r, "cells": cells,
+               "min": min(cells[c]["acc"] for c in attacked),
+               "worst_case": {**accuracy_with_interval(survive), "correct": survive.int().tolist()}}
+        if not net.is_cnn:
+            row["vs_cnn"] = mcnemar_exact(cnn_survive, survive)
+        else:
+            cnn_survive = survive
+        rows.append(row)
     return rows
 
 
@@ -129,7 +139,11 @@ def markdown(rows: list[dict], header: str = "") -> str:
     for r in rows:
         cells = [fmt(r["cells"].get(c)) for c in COLUMNS[:-1]] + [f"{100 * r['min']:.1f}"]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    tests = [f"{r['model']}: worst case {100 * r['worst_case']['acc']:.1f} % vs the CNN's "
+             f"{100 * rows[0]['worst_case']['acc']:.1f} %, only CNN-F {r['vs_cnn']['b01']} / only "
+             f"CNN {r['vs_cnn']['b10']} images, exact McNemar p = {r['vs_cnn']['p_value']:.3g}"
+             for r in rows if "vs_cnn" in r]
+    return "\n".join(lines + ([""] + tests if tests else [])) + "\n"
 
 
 def write_table(rows: list[dict], out: str | Path, config: TableConfig, meta: dict) -> str:
@@ -147,8 +161,8 @@ def write_table(rows: list[dict], out: str | Path, config: TableConfig, meta: di
                 if cell is not None:
                     f.write(json.dumps({"event": "cell", "model": r["model"],
                                         "readout": r["readout"], "column": col, **cell}) + "\n")
-            f.write(json.dumps({"event": "row", "model": r["model"], "readout": r["readout"],
-                                "min": r["min"], "worst_case": r["worst_case"]}) + "\n")
+            f.write(json.dumps({"event": "row", **{k: v for k, v in r.items() if k != "cells"}})
+                    + "\n")
     text = markdown(rows, header)
     (out / "table.md").write_text(text)
     return text
