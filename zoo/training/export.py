@@ -122,7 +122,12 @@ def build_card(run_dir: str | os.PathLike, name: Optional[str] = None) -> dict[s
 def _recipe_text(config: dict[str, Any]) -> str:
     """The objective in words (``zoo.training.objectives``)."""
     if config["adversarial"]:
-        return "adversarial (PGD-7 first pass)"
+        k = config["pgd_steps"]
+        attack = f"PGD-{k}" + (" (FGSM with random start)" if k == 1 else "")
+        return (f"adversarial: L-inf {attack} from a uniform random start on the first pass; "
+                f"CE at every pass on the adversarial images + {config['clean_weight']:g} x CE on "
+                f"the clean ones, + {config['mse_weight']:g} x MSE(adversarial renderings, "
+                f"clean image) (zoo.training.losses.adversarial_loss)")
     objective = config.get("objective", "ce")
     if objective == "ce":
         return "clean (cross-entropy at every pass, averaged)"
