@@ -184,3 +184,34 @@ def test_seed_table_layout_and_consistency(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "table.jsonl").read_text().splitlines()]
     assert sum(r["event"] == "row" for r in records) == 3
     assert "exact McNemar p" in text
+
+
+def test_eps_sweep_runs_on_cifar10_subset(tmp_path, monkeypatch):
+    """``dgm eval cifar10`` (the ε sweep) attacks the seeded CIFAR-10 subset the table uses,
+    with the WRN pair as default models; its clean cells agree with the nets run here."""
+    from tests.zoo.test_data import write_npz
+    from zoo.cli import main
+    from zoo.data import cifar10
+    from zoo.evaluation import fixed_subset
+    (tmp_path / "shared").mkdir()
+    write_npz(tmp_path / "shared" / "cifar10-jpeg-q75.npz", n=12)
+    monkeypatch.setattr(cifar10, "SHARED_DATA_DIR", tmp_path / "shared")
+    monkeypatch.delenv("DGM_DATA_DIR", raising=False)
+    out = tmp_path / "o"
+    code = main(["eval", "cifar10", "--untrained", "--n-examples", "4", "--seed", "3", "--eps",
+                 "0,0.03", "--attacks", "first", "--steps", "1", "--no-checks", "--no-progress",
+                 "--out", str(out)])
+    assert code == 0
+    lines = [json.loads(s) for s in (out / "results.jsonl").read_text().splitlines()]
+    config = lines[0]
+    assert config["dataset"] == "cifar10" and config["models_spec"] == ["cnn_wrn_16_2",
+                                                                        "cnnf_wrn_16_2"]
+    idx = fixed_subset(12, 4, 3)
+    assert config["subset_indices"] == idx.tolist()
+    x, y = cifar10.load_cifar10("test")
+    x, y = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+    nets = {m: zoo.create_model(m, pretrained=False) for m in config["models_spec"]}
+    for c in (d for d in lines if d["kind"] == "cell" and d["attack"] == "clean"):
+        with torch.no_grad():
+            logits = nets[c["model"]](x, readout=c["readout"])
+        assert c["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())

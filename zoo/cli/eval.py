@@ -1,4 +1,4 @@
-"""``dgm eval fashion-mnist``: robustness of registered models on a fixed, seeded test subset.
+"""``dgm eval fashion-mnist|cifar10``: robustness of registered models on a fixed, seeded test subset.
 
 Every model is attacked with PGD on each target (first / e2e / e2e-sum / BPDA) plus a transfer
 attack from the CNN, at every ε (pixel units; inputs live in [-1, 1], so input units are 2×);
@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
                               description=__doc__.splitlines()[0])
     p.add_argument("dataset", nargs="?", default="fashion-mnist",
                    choices=("fashion-mnist", "cifar10"),
-                   help="cifar10: with --corruptions or --table cifar10")
+                   help="test set of the ε sweep, --corruptions or --table (cifar10 only)")
     add_model_options(p, ("fashion_cnn", "fashion_cnnf"))
     add_eval_options(p, out=None, n_examples=1000, eps=EvalConfig.eps, attacks=ATTACKS,
                      readouts=EvalConfig.readouts, check=CheckConfig())
@@ -53,10 +53,15 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def fashion_subset(n: int, seed: int, data_dir=None) -> tuple[torch.Tensor, torch.Tensor,
-                                                               np.ndarray]:
-    """The seeded test subset: ``(x (n, 1, 28, 28), y (n,), indices into the test set)``."""
-    x, y = load_fashion_mnist("test", data_dir)
+DATASETS = {"fashion-mnist": ("Fashion-MNIST", load_fashion_mnist),
+            "cifar10": ("CIFAR-10", load_cifar10)}
+
+
+def test_subset(dataset: str, n: int, seed: int, data_dir=None
+                ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """The seeded test subset of ``dataset``: ``(x (n, C, H, W), y (n,), indices into the test
+    set)``; for CIFAR-10 the same images as ``--table cifar10`` with the same n and seed."""
+    x, y = DATASETS[dataset][1]("test", data_dir)
     idx = fixed_subset(len(y), n, seed)
     return torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), idx
 
@@ -65,7 +70,8 @@ def evaluate_from_args(args, models: dict, header: dict) -> int:
     """Run the evaluation described by the common options on ``models``."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    x, y, idx = fashion_subset(args.n_examples, args.seed, args.data_dir)
+    dataset = getattr(args, "dataset", "fashion-mnist")
+    x, y, idx = test_subset(dataset, args.n_examples, args.seed, args.data_dir)
     cnn = next((m for m, net in models.items() if net.is_cnn), None)
     attacks = tuple(a for a in args.attacks if a != "transfer" or cnn is not None)
     stray = [a for a in args.cascade if a not in attacks[1:] and a not in CASCADE_DEFAULT]
@@ -81,12 +87,12 @@ def evaluate_from_args(args, models: dict, header: dict) -> int:
         n=args.check_n, large_steps=args.large_steps, restarts=args.check_restarts,
         spsa_n=args.spsa_n, spsa_samples=args.spsa_samples, spsa_steps=args.spsa_steps,
         saturation_n=args.saturation_n, saturation_eps=args.saturation_eps)
-    print(f"evaluating {', '.join(models)} on {len(y)} Fashion-MNIST test images "
+    print(f"evaluating {', '.join(models)} on {len(y)} {DATASETS[dataset][0]} test images "
           f"(seed {args.seed}); eps (pixel units) = {', '.join(f'{e:g}' for e in args.eps)}; "
           f"attacks = {', '.join(attacks)}; PGD-{args.steps}, {args.restarts} restart(s); "
           f"APGD-{args.apgd_steps}, {args.apgd_restarts} restart(s)",
           flush=True)
-    header = dict(header, dataset="fashion-mnist", subset_seed=args.seed,
+    header = dict(header, dataset=dataset, subset_seed=args.seed,
                   subset_indices=idx.tolist(), eps_pixel=list(args.eps),
                   cards={m: getattr(net, "card", {}).get("sha256") for m, net in models.items()})
     start = time.perf_counter()
@@ -104,13 +110,18 @@ def run(args) -> int:
         return run_table(args)
     if args.corruptions:
         return run_corruptions(args)
-    if args.dataset != "fashion-mnist":
-        raise ConfigError(f"the ε sweep runs on fashion-mnist; for {args.dataset} use "
-                          f"--corruptions or --table cifar10")
     check_writable(args.out, "--out")           # before any work
-    models = load_models(args.models, args.untrained)
-    return evaluate_from_args(args, models, dict(command="eval", models_spec=list(args.models),
+    specs = _dataset_models(args)
+    models = load_models(specs, args.untrained)
+    return evaluate_from_args(args, models, dict(command="eval", models_spec=list(specs),
                                                  untrained=args.untrained))
+
+
+def _dataset_models(args) -> list[str]:
+    """``--models``; on CIFAR-10 the default (the Fashion-MNIST pair) means ``TABLE_MODELS``."""
+    cifar = args.dataset == "cifar10" or getattr(args, "table", None)
+    return list(TABLE_MODELS if cifar and set(args.models) <= {"fashion_cnn", "fashion_cnnf"}
+                else args.models)
 
 
 def run_table(args) -> int:
@@ -119,7 +130,7 @@ def run_table(args) -> int:
     ``--batch-size``, ``--seed``, ``--untrained``, ``--threads``, ``--data-dir``."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    specs = TABLE_MODELS if set(args.models) <= {"fashion_cnn", "fashion_cnnf"} else args.models
+    specs = _dataset_models(args)
     models = load_models(specs, args.untrained)
     x_all, y_all = load_cifar10("test", args.data_dir)
     cnns = [m for m, net in models.items() if net.is_cnn]
