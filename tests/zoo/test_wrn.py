@@ -215,3 +215,22 @@ def test_eps_sweep_runs_on_cifar10_subset(tmp_path, monkeypatch):
         with torch.no_grad():
             logits = nets[c["model"]](x, readout=c["readout"])
         assert c["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+
+
+def test_repair_strip_shows_rgb_inputs_in_colour(tmp_path):
+    """The strip's input columns are the images themselves (all three channels, mapped from
+    [−1, 1] to [0, 1] as H×W×3), not their first channel."""
+    pytest.importorskip("matplotlib")
+    from zoo.evaluation import figures
+    from zoo.evaluation.repair import repair
+    net = cnnf_wrn(depth=10, widen=1, cycles=1, ind=1, seed=2, mode="original")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    x_adv = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    rep = repair(net, x, x_adv)
+    assert torch.equal(rep.clean, x) and torch.equal(rep.perturbed, x_adv)
+    shown = figures._pixels(rep.perturbed[1])
+    assert shown.shape == (32, 32, 3)
+    np.testing.assert_allclose(shown, (x_adv[1].permute(1, 2, 0).numpy() + 1) / 2, atol=1e-7)
+    figures.repair_strip(rep, "t", tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0

@@ -70,9 +70,17 @@ def accuracy_over_iterations(recs: Sequence[dict], path: Path) -> bool:
     return True
 
 
+def _pixels(img):
+    """An input image (C, H, W) in [−1, 1] as imshow wants it: (H, W) gray or (H, W, 3) RGB in
+    [0, 1]."""
+    a = (img.detach().cpu().float().clamp(-1, 1).numpy() + 1) / 2
+    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+
+
 def repair_strip(rep: Repair, title: str, path: Path) -> None:
-    """Rows = images; columns = input, perturbed (pixels), f(clean), f(perturbed), then the
-    rendering g₀ of each cycle (channel means of the level-0 maps), with cos to f(clean)."""
+    """Rows = images; columns = input, perturbed (pixels; RGB in colour), f(clean), f(perturbed),
+    then the rendering g₀ of each cycle (channel means of the level-0 maps), with cos to
+    f(clean)."""
     plt = pyplot()
     n, cycles = rep.clean.shape[0], rep.renderings.shape[0]
     cols = 4 + cycles
@@ -87,8 +95,10 @@ def repair_strip(rep: Repair, title: str, path: Path) -> None:
         cos = [None, None, None, rep.cos_perturbed[i]] + [rep.cos_renderings[c, i]
                                                           for c in range(cycles)]
         for j, (ax, img) in enumerate(zip(axes[i], maps)):
-            ax.imshow(img.detach().cpu().numpy(), cmap="gray",
-                      **({"vmin": -1, "vmax": 1} if j < 2 else {}))
+            if j < 2:
+                ax.imshow(_pixels(img), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(img.detach().cpu().numpy(), cmap="gray")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:

@@ -135,7 +135,7 @@ def score_cell(net: CNNF, x_clean: Tensor, x_in: Tensor, y: Tensor, config: Natu
                 if i == 0 and keep and not fp:
                     k = min(keep, len(xb))
                     part["strip"] = Repair(
-                        clean=cb[:k, 0].clone(), perturbed=xb[:k, 0].clone(),
+                        clean=cb[:k].clone(), perturbed=xb[:k].clone(),
                         f_clean=f_clean[:k].mean(1), f_perturbed=res.x_obs[:k].mean(1),
                         renderings=torch.stack([gc[:k].mean(1) for gc in g]),
                         cos_perturbed=part["cos_input"][:k],

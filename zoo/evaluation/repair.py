@@ -21,7 +21,7 @@ from zoo.models.cnnf import CNNF
 @dataclass
 class Repair:
     """Attributes (n images, C cycles, level-0 maps (H, W)):
-        clean, perturbed: (n, H₀, W₀) input pixels (first channel);
+        clean, perturbed: (n, C₀, H₀, W₀) input pixels in [−1, 1] (all channels);
         f_clean, f_perturbed: (n, H, W) channel means of f(x);
         renderings: (C, n, H, W) channel means of g₀ per cycle (on the perturbed input);
         cos_perturbed: (n,) cos(f(perturbed), f(clean));
@@ -103,7 +103,7 @@ def repair(net: CNNF, x: Tensor, x_adv: Tensor) -> Repair:
     res = inference.alternating_map(net.dgm, params, x_adv, cycles=net.cycles,
                                     options=net.options, record="none")
     g = torch.stack(res.renderings)
-    return Repair(clean=x[:, 0], perturbed=x_adv[:, 0], f_clean=f_clean.mean(1),
+    return Repair(clean=x, perturbed=x_adv, f_clean=f_clean.mean(1),
                   f_perturbed=res.x_obs.mean(1), renderings=g.mean(2),
                   cos_perturbed=cosine(res.x_obs, f_clean),
                   cos_renderings=torch.stack([cosine(gc, f_clean) for gc in g]),
