@@ -21,8 +21,8 @@ FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / 
 # Fashion-MNIST: the plain pass is exact and every prediction agrees, but on 13 of the 32 images
 # of each fixture the feedback passes differ from ``passes64`` (pass 1: 2e-4 to 9e-3; last pass:
 # up to 0.07 / 0.22); on the other images every pass agrees to <= 5e-15. Evidence that this is
-# the fixtures' numerical environment, not a semantic difference (commands in
-# /work/notes/parity.md):
+# the fixtures' numerical environment, not a semantic difference (measured with one-off probe
+# scripts, not kept in the repository):
 # * a line-by-line transcription of the original layers (AdaReLU/AdaPool/InsNorm/tied Conv2d and
 #   Linear modules, ``.double()``, ``run_cycles``' loop) run in float64 here gives *exactly* this
 #   library's logits (difference 0.0 at every pass), on both fixtures;
