@@ -92,3 +92,22 @@ def test_full_accuracy_is_the_cards(name):
     result = evaluate(create_model(name, pretrained=True), x, y, batch_size=500)
     assert result["accuracy"] == card["metrics"]["test"]["accuracy"]
     assert result["per_pass"] == card["metrics"]["test"]["per_pass"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ("cnn_wrn_16_2", "cnnf_wrn_16_2"))
+def test_cifar_wrn_accuracy_is_the_cards(name):
+    """The bundled CIFAR-10 WRN-16-2 pair on all 10,000 test images (the shared JPEG archive)
+    scores every pass as its card records."""
+    from zoo.data import load_cifar10
+    from zoo.models import create_model
+    from zoo.training import evaluate
+    card = json.loads((BUNDLED_DIR / f"{name}.json").read_text())
+    try:
+        x, y = load_cifar10("test")
+    except DataError as err:
+        pytest.skip(f"CIFAR-10 test set not found ({err})")
+    result = evaluate(create_model(name, pretrained=True), torch.from_numpy(x),
+                      torch.from_numpy(y), batch_size=500)
+    assert result["accuracy"] == card["metrics"]["test"]["accuracy"]
+    assert result["per_pass"] == card["metrics"]["test"]["per_pass"]
