@@ -320,3 +320,52 @@ def test_unwritable_out_and_bad_strip_n_fail_before_any_work(tmp_path, monkeypat
     with pytest.raises(ConfigError, match="--strip-n"):
         run_evaluation({"CNN": tiny(0)}, *data(4), EvalConfig(eps=(0.0,)), tmp_path / "o",
                        strip_n=0, progress=False, log=lambda s: None)
+
+
+def test_strip_positions_take_one_image_per_class_first():
+    from zoo.evaluation.repair import strip_positions
+    by_class = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])           # a class-sorted subset
+    assert strip_positions(by_class, 3).tolist() == [0, 3, 5]
+    assert strip_positions(by_class, 5).tolist() == [0, 1, 2, 3, 5]  # then the earliest others
+    assert strip_positions(torch.tensor([2, 2, 2, 2]), 3).tolist() == [0, 1, 2]
+    assert strip_positions(torch.tensor([1, 0]), 6).tolist() == [0, 1]
+    assert strip_positions(torch.tensor([4, 4, 7, 4, 9]), 2).tolist() == [0, 2]
+
+
+def test_kept_inputs_are_the_chosen_positions_of_the_full_run():
+    """Keeping only some positions (cascades included) keeps exactly those rows of the
+    attacked inputs an evaluation that keeps every image computes."""
+    models, x, y, full = run_tiny(cascade=("e2e-sum", "bpda"), attacks=TARGETS)
+    cfg = full.config
+    keep = torch.tensor([1, 4, 8])
+    part = evaluate(models, x, y, cfg, keep=keep, progress=False, log=lambda s: None)
+    assert set(part.cells) == set(full.cells)
+    inherited = 0
+    for (m, r, a, e), cell in part.cells.items():
+        torch.testing.assert_close(cell.x_adv, full.cells[(m, r, a, e)].x_adv[keep], rtol=0,
+                                   atol=0)
+        assert torch.equal(cell.correct, full.cells[(m, r, a, e)].correct)
+        if not cell.cascade:
+            continue
+        for j, i in enumerate(keep.tolist()):   # skipped: the first breaking attack's input
+            if not cell.attacked[i]:
+                b = next(b for b in cell.cascade if not part.cells[(m, r, b, e)].correct[i])
+                assert torch.equal(cell.x_adv[j], part.cells[(m, r, b, e)].x_adv[j])
+                inherited += 1
+    assert inherited   # the case under test happened
+
+
+def test_repair_strips_of_a_class_sorted_subset_show_several_classes(tmp_path, monkeypatch):
+    import zoo.evaluation.pipeline as pipeline
+    models, (x, y) = {"CNN-F": tiny(2, "original", seed=2)}, data(12)
+    order = torch.argsort(y, stable=True)
+    x, y = x[order], y[order]                                    # sorted by class
+    shown, real = [], pipeline.repair
+    monkeypatch.setattr(pipeline, "repair", lambda net, xc, xa: shown.append(xc) or
+                        real(net, xc, xa))
+    cfg = EvalConfig(eps=(0.0, 0.1), steps=2, batch_size=6, attacks=("first", "e2e"))
+    run_evaluation(models, x, y, cfg, tmp_path, check=None, strip_n=3, progress=False,
+                   log=lambda s: None)
+    assert len(shown) == 2                                       # first and e2e
+    rows = [int(torch.nonzero((x == c).flatten(1).all(1))[0]) for c in shown[0]]
+    assert len({int(y[i]) for i in rows}) == 3 == len(set(y.tolist()))

@@ -22,7 +22,7 @@ from zoo.attacks import wilson_interval
 from zoo.cli import main
 from zoo.corruptions import corrupt
 from zoo.data import DataError
-from zoo.evaluation.natural import NaturalConfig, run_natural
+from zoo.evaluation.natural import NaturalConfig, run_natural, score_cell
 from zoo.evaluation.natural_report import paired_difference
 from zoo.models.cnnf import CNNF
 
@@ -233,3 +233,13 @@ def test_canonical_labels_must_follow_the_test_order(tmp_path):
     assert read_c("contrast", 3) is None
     with pytest.raises(DataError, match="do not match"):
         _canonical("cifar10", tmp_path, np.array([1, 2]), torch.tensor([2, 1]))
+
+
+def test_strip_of_a_class_sorted_subset_shows_one_image_per_class():
+    net, (x, y) = tiny(2, "original", seed=1), data(12)
+    order = torch.argsort(y, stable=True)
+    x, y = x[order], y[order]
+    res = score_cell(net, x, -x, y, CFG, keep=3)
+    firsts = [int((y == c).nonzero()[0]) for c in sorted(set(y.tolist()))]
+    assert torch.equal(res.strip.clean, x[firsts]) and torch.equal(res.strip.perturbed,
+                                                                   -x[firsts])

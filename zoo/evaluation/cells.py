@@ -4,7 +4,7 @@ skips the cells already there.
 
 The first line (``kind: "run"``) identifies the run: the evaluation config, the models (cycles,
 readout, engine options, weights sha256), a CRC-32 of the subset's images and labels, and the
-number of images kept for figures; a resume with any other identity is a ``ConfigError``.
+images kept for figures; a resume with any other identity is a ``ConfigError``.
 Each cell line stores the key, the per-image booleans as "0"/"1" strings and the kept
 adversarial inputs as base64 float32 bytes (bit-exact), so a resumed evaluation reports the
 same numbers as an uninterrupted one (random starts are seeded per cell, see ``runner``).
@@ -30,8 +30,9 @@ FILE = "cells.jsonl"
 
 
 def run_identity(models: Mapping[str, Any], x: Tensor, y: Tensor, config: EvalConfig,
-                 keep: int) -> dict[str, Any]:
-    """What must be equal for stored cells to be reused (JSON-normalised)."""
+                 keep: int | list[int]) -> dict[str, Any]:
+    """What must be equal for stored cells to be reused (JSON-normalised); ``keep``: the
+    positions kept for figures (an int n: the first n)."""
     ident = dict(config=asdict(config), keep=keep, n=len(y),
                  data_crc32=[zlib.crc32(x.detach().cpu().contiguous().numpy().tobytes()),
                              zlib.crc32(y.cpu().contiguous().numpy().tobytes())],

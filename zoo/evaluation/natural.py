@@ -38,7 +38,8 @@ from zoo.models.cnnf import CNNF
 
 from . import natural_figures, natural_report
 from .natural_report import CLEAN
-from .repair import Repair, cosine, psnr, relative_l2, ssim
+from .repair import Repair, cosine, psnr, relative_l2, ssim, strip_positions
+from .repair import repair as repair_strip   # (score_cell's ``repair`` is its metrics)
 
 # canonical corrupted images for (corruption, severity) in [0, 1], or None to generate them
 Canonical = Callable[[str, int], "np.ndarray | None"]
@@ -83,7 +84,8 @@ class CellResult:
         repair: name -> (C, N) per cycle or (N,) for the input ("cos_input", "rel_input",
             "cos_render", "rel_render", and "psnr_*", "ssim_*" in pixel space); empty for a CNN.
         fixed_at: (N,) first cycle that changed nothing (0: none), fixed-point runs only.
-        strip: a ``Repair`` of the first images (fixed cycles, CNN-F), for the figures.
+        strip: a ``Repair`` of ``keep`` images (``strip_positions``: one per class first;
+            fixed cycles, CNN-F), for the figures.
     """
     correct: Tensor
     pass_correct: Tensor
@@ -132,15 +134,6 @@ def score_cell(net: CNNF, x_clean: Tensor, x_in: Tensor, y: Tensor, config: Natu
                                 ssim_render=[ssim(gc, cb) for gc in g])
                 if fp:
                     part["fixed_at"] = res.fixed_at.clone()
-                if i == 0 and keep and not fp:
-                    k = min(keep, len(xb))
-                    part["strip"] = Repair(
-                        clean=cb[:k].clone(), perturbed=xb[:k].clone(),
-                        f_clean=f_clean[:k].mean(1), f_perturbed=res.x_obs[:k].mean(1),
-                        renderings=torch.stack([gc[:k].mean(1) for gc in g]),
-                        cos_perturbed=part["cos_input"][:k],
-                        cos_renderings=torch.stack([c[:k] for c in part["cos_render"]]),
-                        level0_channels=int(f_clean.shape[1]))
                 passes = [p.clone() for p in res.logits]
                 del res, g
         part["passes"] = [p.argmax(1) == y[i:i + bs] for p in passes]
@@ -156,7 +149,9 @@ def score_cell(net: CNNF, x_clean: Tensor, x_in: Tensor, y: Tensor, config: Natu
         elif key.endswith("_render"):
             repair[key] = torch.cat([_pad(p[key], n_pass - 1) for p in parts], 1)
     fixed_at = torch.cat([p["fixed_at"] for p in parts]) if fp else None
-    return CellResult(correct, pass_correct, repair, fixed_at, parts[0].get("strip"))
+    shown = strip_positions(y, keep) if keep and not fp and not net.is_cnn else None
+    strip = None if shown is None else repair_strip(net, x_clean[shown], x_in[shown])
+    return CellResult(correct, pass_correct, repair, fixed_at, strip)
 
 
 def _mean_sd(v: Tensor) -> dict:

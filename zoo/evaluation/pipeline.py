@@ -22,7 +22,7 @@ from zoo.models.cnnf import CNNF
 from . import figures
 from .masking import CheckConfig, run_checks
 from .cells import CellLog, run_identity
-from .repair import repair
+from .repair import repair, strip_positions
 from .report import markdown, records
 from .runner import EvalConfig, Evaluation, evaluate
 
@@ -49,7 +49,7 @@ def run_evaluation(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Eva
         config: attacks, ε list, PGD settings.
         check: sizes of the gradient-masking checks (None skips them).
         header: extra fields recorded in the config record (dataset, subset indices, ...).
-        strip_n: images in the repair strips (>= 1).
+        strip_n: images in the repair strips (>= 1; :func:`strip_positions`).
         resume: reuse the cells of ``out/cells.jsonl`` (same evaluation, else ``ConfigError``);
         overwrite: replace an evaluation already in ``out`` (without either, that is an error).
     Returns:
@@ -58,12 +58,15 @@ def run_evaluation(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Eva
     if strip_n < 1:
         raise ConfigError(f"--strip-n must be >= 1, got {strip_n}")
     out = check_writable(out, "--out")
-    cells = CellLog(out, run_identity(models, x, y, config, strip_n), resume=resume,
+    strip = strip_positions(y, strip_n)
+    # (the first n, as before class-diverse strips: stored runs of that kind still resume)
+    shown = strip_n if strip.tolist() == list(range(min(strip_n, len(y)))) else strip.tolist()
+    cells = CellLog(out, run_identity(models, x, y, config, shown), resume=resume,
                     overwrite=overwrite)
     if cells.done:
         log(f"resuming: {len(cells.done)} finished cells read from {cells.path}")
     start = time.perf_counter()
-    ev = evaluate(models, x, y, config, keep=strip_n, progress=progress, log=log,
+    ev = evaluate(models, x, y, config, keep=strip, progress=progress, log=log,
                   done=cells.done, on_cell=cells.append)
     checks = {} if check is None else run_checks(models, x, y, ev, check, log=log)
     cycles = {m: net.cycles for m, net in models.items()}
@@ -74,7 +77,7 @@ def run_evaluation(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: Eva
             for a in ("first", "e2e"):
                 cell = ev.cells.get((m, r, a, e_max))
                 if cycles[m] and r == config.readouts[0] and cell is not None:
-                    repairs[(m, r, a, e_max)] = repair(models[m], x[:strip_n], cell.x_adv)
+                    repairs[(m, r, a, e_max)] = repair(models[m], x[strip], cell.x_adv)
     meta = dict(header or {}, config=asdict(config),
                 checks=None if check is None else asdict(check), n_examples=len(y),
                 models={m: dict(cycles=net.cycles, readout=net.readout,

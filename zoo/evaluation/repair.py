@@ -94,6 +94,19 @@ def ssim(a: Tensor, ref: Tensor, data_range: float = 2.0) -> Tensor:
 
 
 @torch.no_grad()
+def strip_positions(y: Tensor, n: int) -> Tensor:
+    """Positions (ascending) of the ``n`` images a repair strip shows: the first image of each
+    class in subset order (classes by first appearance), then the earliest others when there
+    are fewer classes than ``n``. A seeded subset kept in index order from a class-sorted
+    archive (the CIFAR-10 one) would otherwise show ``n`` images of one class."""
+    first: dict[int, int] = {}
+    for i, c in enumerate(y.tolist()):
+        first.setdefault(int(c), i)
+    chosen = set(sorted(first.values())[:n])
+    chosen |= set([i for i in range(len(y)) if i not in chosen][:n - len(chosen)])
+    return torch.tensor(sorted(chosen), dtype=torch.long)
+
+
 def repair(net: CNNF, x: Tensor, x_adv: Tensor) -> Repair:
     """Renderings of ``net`` (cycles ≥ 1) on ``x_adv`` (N, C, H, W) against the clean ``x``."""
     if net.is_cnn:

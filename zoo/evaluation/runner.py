@@ -106,7 +106,7 @@ class Cell:
     Attributes:
         correct: (N,) bool, scored readout correct on the attacked input.
         pass_correct: (P, N) bool, class of each pass 0..C correct on the attacked input.
-        x_adv: the attacked inputs of the first ``keep`` images (for figures).
+        x_adv: the attacked inputs of the images ``keep`` of ``evaluate`` (figures).
         seconds: wall time spent.
         attacked: (N,) bool, the images this attack ran on (all but those a cascade skipped).
         cascade: the attacks whose worst case this cell holds (itself and every earlier attack
@@ -207,7 +207,7 @@ def _cost(net: CNNF, attack: str, eps: float, config: EvalConfig) -> float:
 
 
 def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfig, *,
-             keep: int = 8, progress: bool | None = None,
+             keep: int | Tensor = 8, progress: bool | None = None,
              log: Callable[[str], None] = print,
              done: Mapping[tuple, Cell] | None = None,
              on_cell: Callable[[tuple, Cell], None] | None = None) -> Evaluation:
@@ -217,8 +217,11 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
     every ε > 0 (for a CNN the gradient targets coincide and are computed once). ``progress``:
     tqdm bar with ETA (None: only on a terminal). ``done``: cells already computed (a resumed
     run; taken as they are); ``on_cell(key, cell)``: called as each cell is computed (not for
-    ``done`` or shared cells), e.g. to append it to disk. Returns the ``Evaluation``.
+    ``done`` or shared cells), e.g. to append it to disk. ``keep``: the positions whose
+    attacked inputs the cells keep for figures (an int n: the first n). Returns the
+    ``Evaluation``.
     """
+    keep = torch.arange(min(keep, len(y))) if isinstance(keep, int) else keep
     if config.transfer_from is not None and config.transfer_from not in models:
         raise ValueError(f"transfer_from={config.transfer_from!r} is not among the models "
                          f"{list(models)}")
@@ -278,11 +281,11 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
             xa = torch.cat([p[0] for p in parts])
             correct = torch.cat([p[1] for p in parts]) & out.clean[(m, r)]
             cell = Cell(correct, torch.cat([p[2] for p in parts], 1),
-                        xa if (m, a) == (config.transfer_from, source) else xa[:keep],
+                        xa if (m, a) == (config.transfer_from, source) else xa[keep],
                         time.perf_counter() - start, alive,
                         tuple(earlier) + (a,) if earlier else ())
             if earlier:
-                _inherit_broken(cell, list(earlier.values()))
+                _inherit_broken(cell, list(earlier.values()), keep)
             out.cells[(m, r, a, e)] = cell
             if on_cell is not None:
                 on_cell((m, r, a, e), cell)
@@ -292,20 +295,26 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
     finally:
         bar.close()
     for (m, r, a, e), cell in out.cells.items():  # keep only the figures' inputs
-        cell.x_adv = cell.x_adv[:keep]
+        if len(cell.x_adv) == len(y):   # (cells read back from disk hold only those)
+            cell.x_adv = cell.x_adv[keep]
     return out
 
 
-def _inherit_broken(cell: Cell, earlier: Sequence[Cell]) -> None:
+def _inherit_broken(cell: Cell, earlier: Sequence[Cell], keep: Tensor) -> None:
     """Give every image a cascade skipped the outcome of the first earlier attack that broke
-    it: scored readout wrong, that attack's per-pass classes and (for figures) its input."""
+    it: scored readout wrong, that attack's per-pass classes and (for figures) its input.
+    A cell's ``x_adv`` rows are the positions ``keep``, or all N (the transfer source)."""
+    n = len(cell.correct)
     todo = ~cell.attacked
     cell.correct[todo] = False
+    rows = torch.arange(n) if len(cell.x_adv) == n else keep
     for c in earlier:
         take = todo & ~c.correct
         cell.pass_correct[:, take] = c.pass_correct[:, take]
-        k = min(len(cell.x_adv), len(c.x_adv))
-        cell.x_adv[:k][take[:k]] = c.x_adv[:k][take[:k]]
+        row_of = torch.full((n,), -1, dtype=torch.long)   # position -> row of c.x_adv
+        row_of[torch.arange(n) if len(c.x_adv) == n else keep] = torch.arange(len(c.x_adv))
+        sel = take[rows] & (row_of[rows] >= 0)
+        cell.x_adv[sel] = c.x_adv[row_of[rows][sel]]
         todo &= ~take
 
 
