@@ -6,6 +6,7 @@ conv / RMS norm / bias + ReLU / max-pool / dense, written from the architecture 
 it must give the recorded hit count (computed with it once; on the full test set it gives the
 cards' ``per_pass[0]`` exactly, the first slow test) and the engine's plain pass the same
 predictions. Slow: the full test set, and every pass of the full models against the cards.
+The pixel-level ``fashion_dgm`` (learned σ²) and the CIFAR-10 WRN-16-2 pair likewise.
 """
 from __future__ import annotations
 
@@ -92,6 +93,40 @@ def test_full_accuracy_is_the_cards(name):
     result = evaluate(create_model(name, pretrained=True), x, y, batch_size=500)
     assert result["accuracy"] == card["metrics"]["test"]["accuracy"]
     assert result["per_pass"] == card["metrics"]["test"]["per_pass"]
+
+
+def pixel_plain_pass(w: dict, sigma2: float, x: torch.Tensor) -> torch.Tensor:
+    """Pass 0 of the pixel-level ``fashion_dgm`` (dgm-math §1.6: the forward starts from
+    x / σ²): 2 × [conv 3×3 pad 1 → ReLU(x + b) → 2×2 max-pool], ReLU(W x + b), the head."""
+    x = x / sigma2
+    for conv, bias in (("layers.0.weight", "layers.1.bias"), ("layers.3.weight", "layers.4.bias")):
+        x = F.max_pool2d(F.relu(F.conv2d(x, w[conv], padding=1) + w[bias][:, None, None]), 2)
+    x = F.relu(x.flatten(1) @ w["layers.7.weight"].T + w["layers.8.bias"])
+    return x @ w["head.weight"].T + w["head.bias"]
+
+
+def test_pixel_dgm_plain_pass_on_a_subset_is_the_recorded_one():
+    """The bundled fashion_dgm has a learned σ² (0.135): its loader must apply it (without the
+    1/σ² the same weights get 277 of these 500 right)."""
+    from zoo.models import create_model
+    w, card = _bundled("fashion_dgm")
+    x, y = _test_set()
+    x, y = x[::20], y[::20]
+    with torch.no_grad():
+        pred = pixel_plain_pass(w, card["arch"]["sigma2"], x).argmax(1)
+        engine = create_model("fashion_dgm", pretrained=True).first_pass(x).argmax(1)
+    assert int((pred == y).sum()) == 447
+    assert torch.equal(engine, pred)
+
+
+@pytest.mark.slow
+def test_pixel_dgm_accuracy_is_the_cards():
+    w, card = _bundled("fashion_dgm")
+    x, y = _test_set()
+    with torch.no_grad():
+        hits = sum(int((pixel_plain_pass(w, card["arch"]["sigma2"], x[i:i + 1000]).argmax(1)
+                        == y[i:i + 1000]).sum()) for i in range(0, len(y), 1000))
+    assert hits / len(y) == card["metrics"]["test"]["accuracy"]
 
 
 @pytest.mark.slow
