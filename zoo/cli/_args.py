@@ -64,7 +64,8 @@ def add_eval_options(p: argparse.ArgumentParser, *, out: str | None, n_examples:
     p.add_argument("--saturation-eps", type=floats, default=check.saturation_eps,
                    help="budgets of the saturation check (default: every ε > 0)")
     p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
-    p.add_argument("--strip-n", type=int, default=6, help="images in the repair strips (one per class first, in subset order)")
+    p.add_argument("--strip-n", type=int, default=6,
+                   help="images in the repair strips (one per class first, in subset order)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)

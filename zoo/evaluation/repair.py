@@ -93,7 +93,6 @@ def ssim(a: Tensor, ref: Tensor, data_range: float = 2.0) -> Tensor:
     return s.flatten(1).mean(1).to(ref.dtype)
 
 
-@torch.no_grad()
 def strip_positions(y: Tensor, n: int) -> Tensor:
     """Positions (ascending) of the ``n`` images a repair strip shows: the first image of each
     class in subset order (classes by first appearance), then the earliest others when there
@@ -107,6 +106,7 @@ def strip_positions(y: Tensor, n: int) -> Tensor:
     return torch.tensor(sorted(chosen), dtype=torch.long)
 
 
+@torch.no_grad()
 def repair(net: CNNF, x: Tensor, x_adv: Tensor) -> Repair:
     """Renderings of ``net`` (cycles ≥ 1) on ``x_adv`` (N, C, H, W) against the clean ``x``."""
     if net.is_cnn:

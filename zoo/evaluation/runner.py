@@ -300,6 +300,12 @@ def evaluate(models: Mapping[str, CNNF], x: Tensor, y: Tensor, config: EvalConfi
     return out
 
 
+def _positions(x_adv: Tensor, n: int, keep: Tensor) -> Tensor:
+    """The subset positions of a cell's ``x_adv`` rows: all n (the transfer source) or
+    ``keep``."""
+    return torch.arange(n) if len(x_adv) == n else keep
+
+
 def _inherit_broken(cell: Cell, earlier: Sequence[Cell], keep: Tensor) -> None:
     """Give every image a cascade skipped the outcome of the first earlier attack that broke
     it: scored readout wrong, that attack's per-pass classes and (for figures) its input.
@@ -307,12 +313,12 @@ def _inherit_broken(cell: Cell, earlier: Sequence[Cell], keep: Tensor) -> None:
     n = len(cell.correct)
     todo = ~cell.attacked
     cell.correct[todo] = False
-    rows = torch.arange(n) if len(cell.x_adv) == n else keep
+    rows = _positions(cell.x_adv, n, keep)
     for c in earlier:
         take = todo & ~c.correct
         cell.pass_correct[:, take] = c.pass_correct[:, take]
         row_of = torch.full((n,), -1, dtype=torch.long)   # position -> row of c.x_adv
-        row_of[torch.arange(n) if len(c.x_adv) == n else keep] = torch.arange(len(c.x_adv))
+        row_of[_positions(c.x_adv, n, keep)] = torch.arange(len(c.x_adv))
         sel = take[rows] & (row_of[rows] >= 0)
         cell.x_adv[sel] = c.x_adv[row_of[rows][sel]]
         todo &= ~take
