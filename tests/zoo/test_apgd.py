@@ -1,5 +1,6 @@
 """APGD (zoo.attacks.apgd) against a hand-traced trajectory, the reference code's checkpoint
-formula worked out by hand, and torchattacks' port of the reference code."""
+formula worked out by hand, torchattacks' port of the reference code (CE and DLR losses), and
+the exact robust accuracy of a linear model whose softmax saturates."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.attacks import apgd, ce_loss
+from zoo.attacks import apgd, ce_loss, dlr_loss
 from zoo.attacks.apgd import checkpoints
 
 
@@ -74,16 +75,18 @@ def _data(n=16, seed=1):
     return torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 5, (n,), generator=g)
 
 
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
 @pytest.mark.parametrize("steps", [10, 25, 50])
 @pytest.mark.parametrize("build", [_cnn, _wiggly])
-def test_matches_torchattacks_single_run(steps, build):
+def test_matches_torchattacks_single_run(steps, build, loss):
     torchattacks = pytest.importorskip("torchattacks")
     model, (x, y) = build(), _data(64)
     eps = 0.1
-    ref = torchattacks.APGD(model, eps=eps, steps=steps, n_restarts=1, seed=0, loss="ce")
+    ref = torchattacks.APGD(model, eps=eps, steps=steps, n_restarts=1, seed=0, loss=loss)
     torch.manual_seed(7)
     ref_best, _, ref_loss, _ = ref.attack_single_run(x, y)
-    res = apgd(ce_loss(model), x, y, eps=eps, steps=steps, clip=(0.0, 1.0),
+    loss_fn = {"ce": ce_loss, "dlr": dlr_loss}[loss](model)
+    res = apgd(loss_fn, x, y, eps=eps, steps=steps, clip=(0.0, 1.0),
                generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(res.x_best, ref_best, rtol=0, atol=0)
     torch.testing.assert_close(res.loss_best, ref_loss, rtol=0, atol=0)
@@ -123,3 +126,44 @@ def test_restarts_run_only_on_survivors():
     survivors_after_first = sizes[7]
     assert survivors_after_first < len(y) and sizes[7:] == [survivors_after_first] * 7
     assert int((~res.misclassified).sum()) <= survivors_after_first
+
+
+def _exact_robust(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                  eps: float, clip=(-1.0, 1.0)) -> torch.Tensor:
+    """Exact robustness of the linear classifier ``z = x w^T + b`` in the L∞ ball ∩ box, by
+    brute force over the rival class: for each j ≠ y the largest ``z_j − z_y`` is separable
+    per coordinate (each ``x_i`` goes to the end of ``[max(lo, x_i − ε), min(hi, x_i + ε)]``
+    that the sign of ``w_j − w_y`` favours)."""
+    lo, hi = (x - eps).clamp(min=clip[0]), (x + eps).clamp(max=clip[1])
+    robust = torch.ones(len(y), dtype=torch.bool)
+    for j in range(w.shape[0]):
+        d = w[j] - w[y]                                   # (N, D)
+        best = torch.where(d > 0, hi, lo)
+        gap = (d * best).sum(1) + b[j] - b[y]
+        robust &= (gap < 0) | (j == y)
+    return robust
+
+
+def test_dlr_breaks_what_a_saturated_softmax_hides():
+    """Logits ×10⁴: float32's softmax is exactly one-hot, the cross-entropy's gradient exactly
+    0, so APGD-CE breaks nothing; APGD-DLR (scale-free) finds every breakable image (the exact
+    count comes from brute force over the rival class)."""
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(5, 20, generator=g), torch.randn(5, generator=g)
+    x = torch.rand(200, 20, generator=g) * 2 - 1
+    y = (x @ w.T + b).argmax(1)
+    eps = 0.04
+    robust = _exact_robust(w.double(), b.double(), x.double(), y, eps)
+    assert 0.2 < robust.float().mean() < 0.8                       # both outcomes occur
+    model = lambda v: 1e4 * (v @ w.T + b)  # noqa: E731
+    p = torch.softmax(model(x), 1)
+    assert (p.max(1).values == 1.0).float().mean() > 0.9           # saturated
+    kw = dict(eps=eps, steps=50, restarts=1, clip=(-1.0, 1.0), predict=model,
+              generator=torch.Generator().manual_seed(1))
+    ce = apgd(ce_loss(model), x, y, **kw)
+    dlr = apgd(dlr_loss(model), x, y, **kw)
+    broken_ce, broken_dlr = int(ce.misclassified.sum()), int(dlr.misclassified.sum())
+    breakable = int((~robust).sum())
+    assert broken_ce < breakable // 2, (broken_ce, breakable)
+    assert broken_dlr == breakable, (broken_dlr, breakable)
+    assert not (dlr.misclassified & robust).any()                  # nothing the math forbids

@@ -19,6 +19,9 @@ from zoo.attacks import (
     broken_by,
     ce_loss,
     ce_sum_loss,
+    dlr,
+    dlr_loss,
+    dlr_sum_loss,
     format_report,
     margin,
     margin_loss,
@@ -333,6 +336,29 @@ def test_losses():
     logits = torch.tensor([[1.0, 3.0, 2.0]])
     assert margin(logits, torch.tensor([1])).item() == pytest.approx(-1.0)
     assert margin(logits, torch.tensor([0])).item() == pytest.approx(2.0)
+
+
+def test_dlr_by_hand_and_against_torchattacks():
+    # z = (1, 3, 2, 0): sorted 3, 2, 1, 0; denominator z_π1 − z_π3 = 3 − 1 = 2
+    z = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
+    assert dlr(z, torch.tensor([1])).item() == pytest.approx(-(3 - 2) / 2)   # y on top
+    assert dlr(z, torch.tensor([0])).item() == pytest.approx(-(1 - 3) / 2)   # y third
+    torch.manual_seed(0)
+    logits, y = torch.randn(64, 10), torch.randint(0, 10, (64,))
+    # invariant to shifting and positive scaling of the logits (float64: exact up to rounding)
+    l64 = logits.double()
+    torch.testing.assert_close(dlr(1e4 * l64 - 7.0, y), dlr(l64, y), rtol=1e-9, atol=1e-12)
+    assert torch.equal(dlr(logits, y) > 0, logits.argmax(1) != y)
+    lin = nn.Linear(5, 3)
+    x, t = torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.testing.assert_close(dlr_loss(lin)(x, t), dlr(lin(x), t))
+    passes = lambda v: [lin(v), 2 * lin(v) + 1, lin(v) ** 2]  # noqa: E731
+    torch.testing.assert_close(dlr_sum_loss(passes)(x, t), sum(dlr(p, t) for p in passes(x)))
+    with pytest.raises(ValueError, match="K>=3"):
+        dlr(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long))
+    if torchattacks is not None:   # the reference code's formula (sort-based)
+        ref = torchattacks.APGD.dlr_loss(None, logits, y)
+        torch.testing.assert_close(dlr(logits, y), ref, rtol=1e-6, atol=1e-7)
 
 
 # --------------------------------------------------------------------------- worst case

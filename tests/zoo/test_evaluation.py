@@ -211,7 +211,8 @@ def test_cli_parses_eval_and_demo_options():
     assert args.attacks == ("e2e",) and args.n_examples == 1000 and args.steps == 40
     demo = build_parser().parse_args(["demo"])
     assert demo.out == "out/demo" and demo.readouts == ("last",)
-    assert args.apgd_steps == 100 and args.apgd_restarts == 2 and args.cascade == ("apgd-sum",)
+    assert args.apgd_steps == 100 and args.apgd_restarts == 2
+    assert args.cascade == ("apgd-sum", "apgd-dlr")
     assert demo.apgd_restarts == 1 and demo.saturation_n == 16 and demo.saturation_eps == (0.06,)
     strong = build_parser().parse_args(["eval", "--out", "o", "--apgd-steps", "50",
                                         "--apgd-restarts", "3", "--saturation-n", "10",

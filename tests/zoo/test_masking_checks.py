@@ -114,6 +114,35 @@ def test_saturation_fails_when_doubling_the_strongest_attack_breaks_more():
     assert not sat.passed and "apgd-sum with 2 steps and 2 restarts" in sat.detail
 
 
+def test_saturation_reruns_every_strong_attack_one_after_the_other():
+    """With apgd-sum and apgd-dlr both run, neither dominates: both are rerun (2×), the second
+    on what the first left, and the check counts what both broke."""
+    logs = []
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 1, 6, 6, generator=g) * 2 - 1
+    net = _model(False)
+    y = net(x).argmax(1)
+    cfg = EvalConfig(eps=(0.1,), attacks=("first", "apgd-sum", "apgd-dlr"), readouts=("last",),
+                     steps=10, apgd_steps=1, apgd_restarts=1, batch_size=100,
+                     cascade=("apgd-sum", "apgd-dlr"))
+    ev = evaluate({"F": net}, x, y, cfg, progress=False, log=lambda s: None)
+    check = CheckConfig(n=50, large_steps=3, spsa_n=0, repeat_n=2, repeat_steps=1,
+                        saturation_n=200)
+    results = {r.name: r for r in run_checks({"F": net}, x, y, ev, check, log=logs.append)
+               [("F", "last")]}
+    sat = results["attack_saturated[apgd-sum+apgd-dlr, eps=0.1]"]
+    robust = ev.cells[("F", "last", "apgd-dlr", 0.1)].correct   # the cascade's worst case
+    runs = [s for s in logs if s.startswith("saturation F/last")]
+    assert [s.split(": ")[1].split(" ×")[0] for s in runs] == ["apgd-sum", "apgd-dlr"]
+    left = [int(s.split(" of ")[1].split()[0]) for s in runs]
+    broke = [int(s.split(" broke ")[1].split()[0]) for s in runs]
+    assert left[0] == int(robust.sum()) and left[1] == left[0] - broke[0]
+    after = (int(robust.sum()) - sum(broke)) / 200
+    assert f"-> {after:.4f}" in sat.detail
+    assert "apgd-sum with 2 steps and 2 restarts" in sat.detail
+    assert "apgd-dlr with 2 steps and 2 restarts" in sat.detail
+
+
 def test_cascaded_or_absent_e2e_is_checked_on_the_check_subset():
     """Without a per-attack e2e column the check runs e2e itself on the first n images."""
     for attacks, cascade in ((("first", "apgd-sum"), ()), (("first", "e2e"), ("e2e",))):

@@ -3,7 +3,8 @@
 Attacks take plain callables on tensors, never models:
 
 * ``loss_fn(x (N, ...), y (N,)) -> (N,)``: per-example loss to maximise
-  (:func:`ce_loss`, :func:`ce_sum_loss` for "e2e-sum", :func:`margin_loss`);
+  (:func:`ce_loss`, :func:`ce_sum_loss` for "e2e-sum", :func:`margin_loss`,
+  :func:`dlr_loss` / :func:`dlr_sum_loss`, which keep their gradient when the softmax saturates);
 * ``predict(x) -> (N, K)``: logits of the scored readout.
 
 Inputs live in ``[-1, 1]`` by default (``clip=(-1.0, 1.0)``) and budgets are in input
@@ -25,7 +26,8 @@ from .checks import (
     whitebox_not_weaker,
 )
 from .common import AttackResult, pixel_to_input, project_linf
-from .losses import ce_loss, ce_sum_loss, margin, margin_loss
+from .losses import (ce_loss, ce_sum_loss, cross_entropy, dlr, dlr_loss, dlr_sum_loss, margin,
+                     margin_loss, summed_over_passes)
 from .pgd import pgd
 from .spsa import spsa, spsa_gradient
 from .stats import accuracy_with_interval, mcnemar_exact, mcnemar_p, wilson_interval
@@ -43,7 +45,12 @@ __all__ = [
     "straight_through",
     "transfer",
     "ce_loss",
+    "cross_entropy",
     "ce_sum_loss",
+    "summed_over_passes",
+    "dlr",
+    "dlr_loss",
+    "dlr_sum_loss",
     "margin",
     "margin_loss",
     "worst_case",

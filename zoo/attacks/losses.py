@@ -13,7 +13,16 @@ from torch import Tensor
 
 from .common import LossFn
 
-__all__ = ["ce_loss", "ce_sum_loss", "margin", "margin_loss"]
+__all__ = ["cross_entropy", "ce_loss", "ce_sum_loss", "dlr", "dlr_loss", "dlr_sum_loss",
+           "margin", "margin_loss", "summed_over_passes"]
+
+LogitsLoss = Callable[[Tensor, Tensor], Tensor]
+"""``loss(logits (N, K), y (N,)) -> (N,)``: a loss of one readout's logits."""
+
+
+def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-example cross-entropy ``-log softmax(z)_y`` of logits ``(N, K)``; ``(N,)``."""
+    return F.cross_entropy(logits, y, reduction="none")
 
 
 def ce_loss(logits_fn: Callable[[Tensor], Tensor]) -> LossFn:
@@ -25,9 +34,26 @@ def ce_loss(logits_fn: Callable[[Tensor], Tensor]) -> LossFn:
     Returns:
         ``loss_fn(x, y) -> (N,)`` per-example cross-entropy.
     """
+    return lambda x, y: cross_entropy(logits_fn(x), y)
+
+
+def summed_over_passes(loss: LogitsLoss,
+                       all_logits_fn: Callable[[Tensor], Sequence[Tensor]]) -> LossFn:
+    """``sum_t loss(logits_t, y)`` over several readouts (e.g. every CNN-F pass).
+
+    Args:
+        loss: ``(logits (N, K), y (N,)) -> (N,)``, e.g. :func:`dlr`.
+        all_logits_fn: ``x (N, ...) -> [ (N, K), ... ]`` logits of each pass.
+
+    Returns:
+        ``loss_fn(x, y) -> (N,)``.
+    """
 
     def loss_fn(x: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(logits_fn(x), y, reduction="none")
+        all_logits = list(all_logits_fn(x))
+        if not all_logits:
+            raise ValueError("all_logits_fn returned no logits")
+        return torch.stack([loss(z, y) for z in all_logits], dim=0).sum(dim=0)
 
     return loss_fn
 
@@ -41,16 +67,50 @@ def ce_sum_loss(all_logits_fn: Callable[[Tensor], Sequence[Tensor]]) -> LossFn:
     Returns:
         ``loss_fn(x, y) -> (N,)``: per example, ``sum_t CE(logits_t, y)``.
     """
+    return summed_over_passes(cross_entropy, all_logits_fn)
 
-    def loss_fn(x: Tensor, y: Tensor) -> Tensor:
-        all_logits = list(all_logits_fn(x))
-        if not all_logits:
-            raise ValueError("all_logits_fn returned no logits")
-        return torch.stack(
-            [F.cross_entropy(z, y, reduction="none") for z in all_logits], dim=0
-        ).sum(dim=0)
 
-    return loss_fn
+def dlr(logits: Tensor, y: Tensor) -> Tensor:
+    """Difference of logits ratio (Croce & Hein 2020, eq. 6), a loss to maximise:
+
+    ``DLR(z, y) = -(z_y - max_{i != y} z_i) / (z_π1 - z_π3 + 1e-12)``
+
+    with ``z_π1 >= z_π2 >= ...`` the sorted logits. It is invariant to shifting and (positive)
+    scaling of the logits, so unlike the cross-entropy it keeps its gradient when the softmax
+    saturates (huge logits); it is positive iff the example is misclassified (ties aside).
+
+    Args:
+        logits: ``(N, K)``, ``K >= 3``.
+        y: ``(N,)`` labels.
+
+    Returns:
+        ``(N,)`` DLR values.
+    """
+    if logits.dim() != 2 or logits.shape[1] < 3:
+        raise ValueError(f"DLR needs logits of shape (N, K>=3), got {tuple(logits.shape)}")
+    top = logits.topk(3, dim=1).values
+    return margin(logits, y) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+def dlr_loss(logits_fn: Callable[[Tensor], Tensor]) -> LossFn:
+    """DLR (:func:`dlr`) of one readout.
+
+    Args:
+        logits_fn: ``x (N, ...) -> (N, K)`` logits, ``K >= 3``.
+
+    Returns:
+        ``loss_fn(x, y) -> (N,)`` per-example DLR.
+    """
+    return lambda x, y: dlr(logits_fn(x), y)
+
+
+def dlr_sum_loss(all_logits_fn: Callable[[Tensor], Sequence[Tensor]]) -> LossFn:
+    """Sum of the DLR losses of several readouts (every CNN-F pass: "apgd-dlr").
+
+    Returns:
+        ``loss_fn(x, y) -> (N,)``: per example, ``sum_t DLR(logits_t, y)``.
+    """
+    return summed_over_passes(dlr, all_logits_fn)
 
 
 def margin(logits: Tensor, y: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ from backends import ConfigError
 from zoo.evaluation import CheckConfig, EvalConfig
 
 _EVAL = EvalConfig()
-CASCADE_DEFAULT = ("apgd-sum",)   # dropped without a word when apgd-sum is not run
+CASCADE_DEFAULT = ("apgd-sum", "apgd-dlr")   # each dropped without a word when not run
 
 
 def floats(text: str) -> tuple[float, ...]:
@@ -32,7 +32,9 @@ def add_eval_options(p: argparse.ArgumentParser, *, out: str | None, n_examples:
     p.add_argument("--eps", type=floats, default=tuple(eps),
                    help="L∞ budgets in [0, 1] pixel units, comma separated")
     p.add_argument("--attacks", type=names, default=tuple(attacks),
-                   help="comma separated: first, e2e, e2e-sum, bpda, apgd-sum, transfer")
+                   help="comma separated: first, e2e, e2e-sum, bpda, apgd-sum, apgd-dlr, transfer "
+                        "(apgd-dlr: APGD on the sum over passes of the scale-free DLR loss, "
+                        "which keeps its gradient where the softmax saturates)")
     p.add_argument("--readouts", type=names, default=tuple(readouts),
                    help="scored readouts of CNN-F models: last, avg")
     p.add_argument("--steps", type=int, default=_EVAL.steps, help="PGD steps")
@@ -40,13 +42,14 @@ def add_eval_options(p: argparse.ArgumentParser, *, out: str | None, n_examples:
                    help="PGD step = step_scale · ε / steps")
     p.add_argument("--restarts", type=int, default=_EVAL.restarts, help="PGD restarts")
     p.add_argument("--apgd-steps", type=int, default=_EVAL.apgd_steps,
-                   help="iterations of the strong attack apgd-sum (APGD on the sum over passes)")
+                   help="iterations of the strong attacks apgd-sum and apgd-dlr (APGD on the sum "
+                        "over passes of CE / DLR)")
     p.add_argument("--apgd-restarts", type=int, default=apgd_restarts,
-                   help="restarts of apgd-sum (each on the images not yet broken)")
+                   help="restarts of apgd-sum and apgd-dlr (each on the images not yet broken)")
     p.add_argument("--cascade", type=names, default=CASCADE_DEFAULT,
                    help="attacks run only on images every earlier attack left correct "
                         "(AutoAttack-style; the min column is the same worst case; such a column "
-                        "is the worst case so far), e.g. e2e-sum,bpda,apgd-sum")
+                        "is the worst case so far), e.g. e2e-sum,bpda,apgd-sum,apgd-dlr")
     p.add_argument("--batch-size", type=int, default=_EVAL.batch_size)
     p.add_argument("--seed", type=int, default=0, help="subset and random starts")
     p.add_argument("--check-n", type=int, default=check.n,
@@ -59,8 +62,9 @@ def add_eval_options(p: argparse.ArgumentParser, *, out: str | None, n_examples:
     p.add_argument("--large-steps", type=int, default=check.large_steps,
                    help="PGD steps of the large-ε check")
     p.add_argument("--saturation-n", type=int, default=check.saturation_n,
-                   help="saturation check: the strongest attack with 2× steps and restarts on "
-                        "the survivors among the first N images (0 skips it)")
+                   help="saturation check: the strongest attacks (apgd-sum, apgd-dlr) with 2× "
+                        "steps and restarts, one after the other, on the survivors among the "
+                        "first N images (0 skips it)")
     p.add_argument("--saturation-eps", type=floats, default=check.saturation_eps,
                    help="budgets of the saturation check (default: every ε > 0)")
     p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")

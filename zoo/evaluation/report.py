@@ -107,7 +107,7 @@ def _attacked(attack: str, readout: str, cycles: int, source: str | None) -> str
     if attack == "first" or cycles == 0:
         return "pass 0"
     return {"e2e": readout, "e2e-sum": "sum of passes", "bpda": f"{readout} (BPDA)",
-            "apgd-sum": "sum of passes (APGD)"}[attack]
+            "apgd-sum": "sum of passes (APGD)", "apgd-dlr": "sum of passes (APGD, DLR)"}[attack]
 
 
 def _pct(acc: dict) -> str:

@@ -7,10 +7,14 @@ readout, the class of every pass 0..C is recorded on that input (accuracy over f
 iterations). Budgets are in [0, 1] pixel units (``eps``) and converted to input units (×2 for
 [-1, 1]); the PGD step is ``step_scale · ε / steps`` with a uniform random start.
 
-"apgd-sum" is the strong attack: APGD (``zoo.attacks.apgd``: momentum and a self-halving step
-from 2ε) on the sum of the cross-entropies of every pass (the "e2e-sum" target), with
-``apgd_steps`` iterations and ``apgd_restarts`` restarts (each on the images no earlier restart
-broke). Robust accuracy follows AutoAttack's convention: an image counts as robust under an
+"apgd-sum" and "apgd-dlr" are the strong attacks (``STRONG``): APGD (``zoo.attacks.apgd``:
+momentum and a self-halving step from 2ε) on the sum over every pass (the "e2e-sum" target) of
+the cross-entropy ("apgd-sum") or of the DLR loss ("apgd-dlr", AutoAttack's second attack, for a
+CNN exactly APGD-DLR), with ``apgd_steps`` iterations and ``apgd_restarts`` restarts (each on the
+images no earlier restart broke). DLR is scale-invariant: where the softmax saturates (huge
+logits, cross-entropy gradients exactly 0 in float32) it still has a gradient.
+
+Robust accuracy follows AutoAttack's convention: an image counts as robust under an
 attack only if the scored readout is also correct on the clean image.
 
 With ``cascade`` (AutoAttack's convention), the listed attacks run only on the images that every
@@ -42,7 +46,8 @@ from zoo.models.cnnf import CNNF
 
 from .targets import TARGETS, build_target
 
-STRONG = {"apgd-sum": "e2e-sum"}  # APGD attacks -> the target whose loss they maximise
+# APGD attacks -> (the target whose loss they maximise, the loss of its logits)
+STRONG = {"apgd-sum": ("e2e-sum", "ce"), "apgd-dlr": ("e2e-sum", "dlr")}
 ATTACKS = TARGETS + tuple(STRONG) + ("transfer",)
 
 
@@ -164,7 +169,8 @@ def attack_inputs(net: CNNF, target: str, readout: str, x: Tensor, y: Tensor, ep
     (N, ...)."""
     generator = torch.Generator().manual_seed(seed)
     if target in STRONG:
-        loss_fn, predict = build_target(net, STRONG[target], readout)
+        inner, loss = STRONG[target]
+        loss_fn, predict = build_target(net, inner, readout, loss)
         res = apgd(loss_fn, x, y, eps=pixel_to_input(eps), steps=steps or config.apgd_steps,
                    restarts=restarts or config.apgd_restarts, predict=predict,
                    generator=generator)

@@ -19,6 +19,11 @@ targets differ only in the function whose gradient the attack follows:
 
 For a model with ``cycles == 0`` all targets are the same function (the CNN).
 
+Each target is differentiated through a loss of its logits (``LOSSES``): the cross-entropy
+("ce", the default) or the difference of logits ratio ("dlr", Croce & Hein 2020), which is
+invariant to the logits' scale and so keeps its gradient where the softmax saturates; for
+"e2e-sum" the loss is summed over the passes.
+
 ``predict`` (used by PGD only to prefer misclassified iterates) is the attacked function for
 "first" and the scored readout otherwise; it reuses the logits of the preceding ``loss_fn``
 call on the same input, so tracking the best iterate costs no extra pass.
@@ -31,11 +36,15 @@ import torch
 from torch import Tensor
 
 import inference
-from zoo.attacks import ce_loss, ce_sum_loss, straight_through
+from zoo.attacks import cross_entropy, dlr, straight_through, summed_over_passes
+from zoo.attacks.losses import LogitsLoss
 from zoo.attacks.common import LossFn, PredictFn
 from zoo.models.cnnf import CNNF
 
 TARGETS = ("first", "e2e", "e2e-sum", "bpda")
+
+
+LOSSES: dict[str, LogitsLoss] = {"ce": cross_entropy, "dlr": dlr}
 
 
 class _LastLogits:
@@ -92,13 +101,16 @@ def bpda_surrogate(net: CNNF, x: Tensor, readout: str) -> tuple[Tensor, Tensor]:
     return value, torch.stack(surrogates).mean(0)
 
 
-def build_target(net: CNNF, target: str, readout: str) -> tuple[LossFn, PredictFn]:
+def build_target(net: CNNF, target: str, readout: str, loss: str = "ce"
+                 ) -> tuple[LossFn, PredictFn]:
     """``(loss_fn, predict)`` for attacking ``net`` scored on ``readout``.
 
     Args:
         net: the model (``cycles = 0`` gives the CNN; every target is then the same function).
         target: one of ``TARGETS``.
         readout: the scored readout, "last" or "avg".
+        loss: a key of ``LOSSES`` ("ce" or "dlr"), applied to the target's logits (to each
+            pass's and summed for "e2e-sum").
     Returns:
         ``loss_fn(x (N, ...), y (N,)) -> (N,)`` to maximise and ``predict(x) -> (N, K)``.
     """
@@ -106,23 +118,30 @@ def build_target(net: CNNF, target: str, readout: str) -> tuple[LossFn, PredictF
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if readout not in ("last", "avg"):
         raise ValueError(f"readout must be 'last' or 'avg', got {readout!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
+    of_logits = LOSSES[loss]
+
+    def single(logits_fn: Callable[[Tensor], Tensor]) -> LossFn:
+        return lambda x, y: of_logits(logits_fn(x), y)
+
     memo = _LastLogits()
     scored = lambda x: net(x, readout=readout)  # noqa: E731
     if target == "first" or net.is_cnn:
         first = _memoized(net.first_pass, memo)
-        return ce_loss(first), _predict_from(memo, net.first_pass)
+        return single(first), _predict_from(memo, net.first_pass)
     if target == "e2e":
-        return ce_loss(_memoized(scored, memo)), _predict_from(memo, scored)
+        return single(_memoized(scored, memo)), _predict_from(memo, scored)
     if target == "e2e-sum":
         def passes(x: Tensor) -> Sequence[Tensor]:
             out = net.forward_passes(x)
             memo.put(x, net.readout_logits(out, readout))
             return out
-        return ce_sum_loss(passes), _predict_from(memo, scored)
+        return summed_over_passes(of_logits, passes), _predict_from(memo, scored)
 
     def bpda_logits(x: Tensor) -> Tensor:
         value, surrogate = bpda_surrogate(net, x, readout)
         memo.put(x, value)
         return straight_through(lambda _: value, lambda _: surrogate)(x)
 
-    return ce_loss(bpda_logits), _predict_from(memo, scored)
+    return single(bpda_logits), _predict_from(memo, scored)
