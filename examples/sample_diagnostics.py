@@ -38,7 +38,7 @@ def main() -> None:
 
     import inference
     from zoo.data import load_fashion_mnist
-    from zoo.evaluation.generative import class_samples, psnr
+    from zoo.evaluation.generative import class_sample_state, psnr
     from zoo.models import create_model
 
     net = create_model("fashion_dgm", pretrained=True).eval()
@@ -64,15 +64,10 @@ def main() -> None:
         y_swap = (ys + shift) % k
         g_swap, _ = model.render(params, state.replace(y=y_swap), keep_ghat=())
         per_class = -(-args.n // k)
-        g_prior, c_prior = class_samples(net, per_class=per_class, seed=args.seed)
-        prior, again = (model.program.trace(params, n=per_class * k,
-                                            y=torch.arange(k).repeat_interleave(per_class),
-                                            rng=r) for r in (args.seed, args.seed + 1))
-
-        prior_state = inference.State(
-            h=g_prior, y=c_prior, z={q: prior[f"z:{q}"]["value"] for q in model.switch_sites},
-            t={q: prior[f"t:{q}"]["value"] for q in model.pool_sites})
-        _, hooks = model.render(params, prior_state, keep_ghat=model.switch_sites)
+        prior, again = (class_sample_state(net, per_class=per_class, seed=r)
+                        for r in (args.seed, args.seed + 1))
+        g_prior, hooks = model.render(params, prior, keep_ghat=model.switch_sites)
+        c_prior = prior.y
         j_map, j_swap, j_prior = judged(g_map), judged(g_swap), judged(g_prior)
         rows = [
             ("test images themselves", float((judged(xs) == ys).float().mean()), None,
@@ -99,7 +94,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for site in model.switch_sites:
         z_map = state.z[site].float()
-        z_prior, z_again = (tr[f"z:{site}"]["value"] for tr in (prior, again))
+        z_prior, z_again = prior.z[site], again.z[site]
         bias = params[f"layers.{site}.bias"].view(1, -1, *([1] * (z_prior.dim() - 2)))
         p_on = torch.sigmoid(bias * hooks.ghat[site])
         print(f"| {site} | {z_map[0].numel()} | {100 * float(z_map.mean()):.1f} % | "

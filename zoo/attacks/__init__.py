@@ -27,7 +27,7 @@ from .checks import (
 )
 from .common import AttackResult, pixel_to_input, project_linf
 from .losses import (ce_loss, ce_sum_loss, cross_entropy, dlr, dlr_loss, dlr_sum_loss, margin,
-                     margin_loss, summed_over_passes)
+                     margin_loss, of_readout, summed_over_passes)
 from .pgd import pgd
 from .spsa import spsa, spsa_gradient
 from .stats import accuracy_with_interval, mcnemar_exact, mcnemar_p, wilson_interval
@@ -47,6 +47,7 @@ __all__ = [
     "ce_loss",
     "cross_entropy",
     "ce_sum_loss",
+    "of_readout",
     "summed_over_passes",
     "dlr",
     "dlr_loss",

@@ -14,7 +14,7 @@ from torch import Tensor
 from .common import LossFn
 
 __all__ = ["cross_entropy", "ce_loss", "ce_sum_loss", "dlr", "dlr_loss", "dlr_sum_loss",
-           "margin", "margin_loss", "summed_over_passes"]
+           "margin", "margin_loss", "of_readout", "summed_over_passes"]
 
 LogitsLoss = Callable[[Tensor, Tensor], Tensor]
 """``loss(logits (N, K), y (N,)) -> (N,)``: a loss of one readout's logits."""
@@ -34,7 +34,20 @@ def ce_loss(logits_fn: Callable[[Tensor], Tensor]) -> LossFn:
     Returns:
         ``loss_fn(x, y) -> (N,)`` per-example cross-entropy.
     """
-    return lambda x, y: cross_entropy(logits_fn(x), y)
+    return of_readout(cross_entropy, logits_fn)
+
+
+def of_readout(loss: LogitsLoss, logits_fn: Callable[[Tensor], Tensor]) -> LossFn:
+    """``loss(logits_fn(x), y)``: a loss of one readout's logits as an attack loss.
+
+    Args:
+        loss: ``(logits (N, K), y (N,)) -> (N,)``, e.g. :func:`cross_entropy`, :func:`dlr`.
+        logits_fn: ``x (N, ...) -> (N, K)`` logits.
+
+    Returns:
+        ``loss_fn(x, y) -> (N,)``.
+    """
+    return lambda x, y: loss(logits_fn(x), y)
 
 
 def summed_over_passes(loss: LogitsLoss,
@@ -101,7 +114,7 @@ def dlr_loss(logits_fn: Callable[[Tensor], Tensor]) -> LossFn:
     Returns:
         ``loss_fn(x, y) -> (N,)`` per-example DLR.
     """
-    return lambda x, y: dlr(logits_fn(x), y)
+    return of_readout(dlr, logits_fn)
 
 
 def dlr_sum_loss(all_logits_fn: Callable[[Tensor], Sequence[Tensor]]) -> LossFn:

@@ -88,19 +88,26 @@ def log_joint_per_dim(net: CNNF, x: Tensor, y: Tensor, cycles: int = 0,
 
 
 @torch.no_grad()
-def class_samples(net: CNNF, per_class: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Ancestral samples of model B (``dgm.program.sample_b``) with the class fixed:
-    ``(images (K·per_class, …), classes)``; the image is the mean rendering g_0 (the
-    Gaussian's noise left out, as for a VAE's mean)."""
+def class_sample_state(net: CNNF, per_class: int, seed: int = 0) -> inference.State:
+    """The latents of ancestral samples of model B (``dgm.program.sample_b``) with the class
+    fixed, ``per_class`` per class in class order: y, z, t drawn top-down, h the drawn one."""
     model, params = net.dgm, net.params()
     tr = model.program.trace(params, n=per_class * model.classes,
                              y=torch.arange(model.classes).repeat_interleave(per_class),
                              rng=seed)
     value = lambda site: tr[site]["value"]
-    state = inference.State(h=value("h"), y=value("y"),
-                            z={p: value(f"z:{p}") for p in model.switch_sites},
-                            t={p: value(f"t:{p}") for p in model.pool_sites})
-    g0, _ = model.render(params, state, keep_ghat=())
+    return inference.State(h=value("h"), y=value("y"),
+                           z={p: value(f"z:{p}") for p in model.switch_sites},
+                           t={p: value(f"t:{p}") for p in model.pool_sites})
+
+
+@torch.no_grad()
+def class_samples(net: CNNF, per_class: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Ancestral samples of model B (:func:`class_sample_state`) with the class fixed:
+    ``(images (K·per_class, …), classes)``; the image is the mean rendering g_0 (the
+    Gaussian's noise left out, as for a VAE's mean)."""
+    state = class_sample_state(net, per_class, seed)
+    g0, _ = net.dgm.render(net.params(), state, keep_ghat=())
     return g0, state.y
 
 

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 import inference
-from zoo.attacks import cross_entropy, dlr, straight_through, summed_over_passes
+from zoo.attacks import cross_entropy, dlr, of_readout, straight_through, summed_over_passes
 from zoo.attacks.losses import LogitsLoss
 from zoo.attacks.common import LossFn, PredictFn
 from zoo.models.cnnf import CNNF
@@ -121,17 +121,13 @@ def build_target(net: CNNF, target: str, readout: str, loss: str = "ce"
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
     of_logits = LOSSES[loss]
-
-    def single(logits_fn: Callable[[Tensor], Tensor]) -> LossFn:
-        return lambda x, y: of_logits(logits_fn(x), y)
-
     memo = _LastLogits()
     scored = lambda x: net(x, readout=readout)  # noqa: E731
     if target == "first" or net.is_cnn:
         first = _memoized(net.first_pass, memo)
-        return single(first), _predict_from(memo, net.first_pass)
+        return of_readout(of_logits, first), _predict_from(memo, net.first_pass)
     if target == "e2e":
-        return single(_memoized(scored, memo)), _predict_from(memo, scored)
+        return of_readout(of_logits, _memoized(scored, memo)), _predict_from(memo, scored)
     if target == "e2e-sum":
         def passes(x: Tensor) -> Sequence[Tensor]:
             out = net.forward_passes(x)
@@ -144,4 +140,4 @@ def build_target(net: CNNF, target: str, readout: str, loss: str = "ce"
         memo.put(x, value)
         return straight_through(lambda _: value, lambda _: surrogate)(x)
 
-    return single(bpda_logits), _predict_from(memo, scored)
+    return of_readout(of_logits, bpda_logits), _predict_from(memo, scored)
