@@ -21,7 +21,7 @@ from zoo.weights import BUNDLED_DIR
 
 torch.set_num_threads(1)
 NAMES = ("fashion_cnn", "fashion_cnnf")
-SUBSET_HITS = {"fashion_cnn": 458, "fashion_cnnf": 432}   # plain_pass on x[::20] (500 images)
+SUBSET_HITS = {"fashion_cnn": 458, "fashion_cnnf": 444}   # plain_pass on x[::20] (500 images)
 
 
 def _test_set():

@@ -42,6 +42,14 @@ FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / 
 #   (AdaReLU) and 3e-6 (AdaPool), no pool feedback is exactly 0, and forcing any other
 #   deterministic tie rule (another fixed position, a per-pattern priority) makes more images
 #   differ, not fewer.
+# * session 11: emulating the fixtures' conv as this machine's (a sequential fused multiply-add
+#   over the im2col inner dimension, bit-equal to the MKL conv here) except for the last 4 of the
+#   784 output positions of conv2 (row 27, cols 24-27), computed without FMA - as a 12-wide GEMM
+#   kernel with a non-FMA remainder would (784 = 65 * 12 + 4) - breaks exactly the bottom-right
+#   ties and makes 16 of the 26 differing images agree to <= 5e-15 at every pass; the other 10
+#   still differ (up to 5e-3 at pass 1), all at the pool-3 window beside that corner, so the
+#   fixtures' arithmetic is not pinned down. No pool tie-break rule (fixed priority, region
+#   limited, per pass) and no MKL_CBWR / OpenBLAS core type reproduces them.
 # Regenerating passes64 in the CI environment (or dropping images with exact pool ties) would
 # make these two cases a float64 parity check again.
 _OPEN = pytest.mark.xfail(strict=True, reason="Fashion-MNIST passes64 were computed with other "
